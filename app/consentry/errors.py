@@ -1,0 +1,49 @@
+"""One exception root for the whole appliance.
+
+Leaves also derive from the builtin that describes them, so callers may catch either
+(``except ConfigError`` or ``except ValueError``). Messages name the file or id involved
+and say what to do; they never carry keys, names or face data.
+"""
+
+from __future__ import annotations
+
+
+class ConsentryError(Exception):
+    """Root of every error Consentry raises on purpose."""
+
+
+class ConfigError(ConsentryError, ValueError):
+    """A configuration value or command-line option is invalid."""
+
+
+class ModelError(ConsentryError, RuntimeError):
+    """A model could not be found, read or run."""
+
+
+class ModelIntegrityError(ModelError):
+    """A model file's sha256 does not match models/manifest.json."""
+
+    def __init__(self, path: str, expected: str, actual: str) -> None:
+        super().__init__(
+            f"model file {path} failed its integrity check: manifest sha256 {expected}, "
+            f"file sha256 {actual}. Restore the file from the release or run `make models`."
+        )
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+
+
+class RuntimeUnavailable(ModelError):
+    """No TFLite runtime could be imported."""
+
+
+class ImageError(ConsentryError, ValueError):
+    """An image could not be read or has an unusable shape or type."""
+
+
+class NoFaceError(ConsentryError, LookupError):
+    """An operation needed a face and the image had none."""
+
+
+class CameraError(ConsentryError, RuntimeError):
+    """A frame source failed (unplugged, stalled, unreadable)."""

@@ -1,0 +1,1 @@
+"""Frame → faces: detect, landmark, align, embed. Knows nothing about who is enrolled."""

@@ -1,0 +1,114 @@
+"""dlib's 150x150 face chip (padding 0.25), reproduced without dlib.
+
+dlib places the face with a least-squares similarity transform from its 5-point mean
+shape to the landmarks, shrinks through a 2x image pyramid while the source window is
+more than the chip's area after one more halving, then samples bilinearly: a sample whose
+2x2 neighbourhood is not wholly inside the image is zero, values are truncated to uint8.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
+# dlib's get_face_chip_details mean shape for 5-point landmarks (dlib order).
+_MEAN_FIVE = np.array([
+    [0.8595674595992, 0.2134981538014],
+    [0.6460604764104, 0.2289674387677],
+    [0.1205750620789, 0.2137274526848],
+    [0.3340850613712, 0.2290642403242],
+    [0.4901123135679, 0.6277975316475],
+])
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Least-squares similarity (Umeyama) src→dst: returns (scale, angle, translation)."""
+    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
+    s, d = src - mu_s, dst - mu_d
+    cov = d.T @ s / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
+    rot = u @ sign @ vt
+    var = (s ** 2).sum() / len(src)
+    scale = float(np.trace(np.diag(sig) @ sign) / var)
+    angle = math.atan2(rot[1, 0], rot[0, 0])
+    t = mu_d - scale * rot @ mu_s
+    return scale, angle, t
+
+
+def _chip_rect(five: np.ndarray, size: int, padding: float) -> tuple[np.ndarray, float, float]:
+    """dlib's chip_details: centre, side length in frame pixels, and angle."""
+    chip_pts = (padding + _MEAN_FIVE) / (2 * padding + 1) * size
+    scale, angle, t = similarity(chip_pts, np.asarray(five, dtype=np.float64))
+    rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    centre = scale * rot @ np.array([size / 2.0, size / 2.0]) + t
+    return centre, size * scale, angle
+
+
+def _pyramid_down(img: np.ndarray) -> np.ndarray:
+    return cv2.pyrDown(img)
+
+
+def _sample(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, out: np.ndarray) -> None:
+    """Bilinear sampling with dlib's rules (zero outside, truncate) into ``out``."""
+    h, w = img.shape[:2]
+    x0 = np.floor(xs).astype(np.int64)
+    y0 = np.floor(ys).astype(np.int64)
+    inside = (x0 >= 0) & (y0 >= 0) & (x0 + 1 < w) & (y0 + 1 < h)
+    x0c, y0c = np.clip(x0, 0, w - 2), np.clip(y0, 0, h - 2)
+    fx = (xs - x0)[..., None]
+    fy = (ys - y0)[..., None]
+    f = img.astype(np.float32, copy=False) if img.dtype != np.float32 else img
+    tl, tr = f[y0c, x0c], f[y0c, x0c + 1]
+    bl, br = f[y0c + 1, x0c], f[y0c + 1, x0c + 1]
+    val = (1 - fy) * ((1 - fx) * tl + fx * tr) + fy * ((1 - fx) * bl + fx * br)
+    val[~inside] = 0.0
+    np.copyto(out, val, casting="unsafe")  # float → uint8 truncates, as dlib's assign does
+
+
+def extract_chip(image: np.ndarray, five: np.ndarray, out: np.ndarray | None = None,
+                 size: int = CHIP_SIZE, padding: float = CHIP_PADDING) -> np.ndarray:
+    """Cut the aligned (size, size, 3) uint8 RGB chip for dlib-order 5-point landmarks.
+
+    ``out`` is filled in place when given (the pipeline owns and wipes that buffer).
+    """
+    if out is None:
+        out = np.empty((size, size, 3), dtype=np.uint8)
+    if out.shape != (size, size, 3) or out.dtype != np.uint8:
+        raise ValueError(f"chip buffer must be ({size}, {size}, 3) uint8, got {out.shape} {out.dtype}")
+    centre, side, angle = _chip_rect(five, size, padding)
+    # Grow the crop by the margin dlib keeps around the rotated rectangle before the pyramid.
+    half = side / 2.0 * (abs(math.cos(angle)) + abs(math.sin(angle)))
+    level, grow, area = 0, 2.0, side * side / 4.0
+    while area > size * size:
+        area /= 4.0
+        level += 1
+        grow = grow * 2 + 2
+    h, w = image.shape[:2]
+    x1 = max(0, int(math.floor(centre[0] - half - grow)))
+    y1 = max(0, int(math.floor(centre[1] - half - grow)))
+    x2 = min(w, int(math.ceil(centre[0] + half + grow)) + 1)
+    y2 = min(h, int(math.ceil(centre[1] + half + grow)) + 1)
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        out.fill(0)
+        return out
+    src = image[y1:y2, x1:x2]
+    offset = np.array([x1, y1], dtype=np.float64)
+    factor = 1.0
+    for _ in range(level):
+        src = _pyramid_down(src)
+        factor *= 0.5
+    # Chip pixel (c, r) runs over the rectangle's corners: (0,0)→tl and (size-1,·)→tr.
+    step = side * factor / (size - 1)
+    cos, sin = math.cos(angle), math.sin(angle)
+    c0 = (centre - offset) * factor
+    grid = (np.arange(size, dtype=np.float64) - (size - 1) / 2.0) * step
+    gx, gy = np.meshgrid(grid, grid)
+    xs = c0[0] + gx * cos - gy * sin
+    ys = c0[1] + gx * sin + gy * cos
+    _sample(src, xs, ys, out)
+    return out

