@@ -102,8 +102,9 @@ def extract_chip(image: np.ndarray, five: np.ndarray, out: np.ndarray | None = N
     for _ in range(level):
         src = _pyramid_down(src)
         factor *= 0.5
-    # Chip pixel (c, r) runs over the rectangle's corners: (0,0)→tl and (size-1,·)→tr.
-    step = side * factor / (size - 1)
+    # One chip pixel spans side/size frame pixels, centred on the rectangle's centre
+    # (checked against dlib's chips: side/(size-1) doubled the pixel error).
+    step = side * factor / size
     cos, sin = math.cos(angle), math.sin(angle)
     c0 = (centre - offset) * factor
     grid = (np.arange(size, dtype=np.float64) - (size - 1) / 2.0) * step

@@ -14,10 +14,17 @@ from .types import Detection, Landmarks
 ROI_SCALE = 1.5  # MediaPipe's face_detection_to_roi: 1.5x the box, square on the long side
 PRESENCE_THRESHOLD = 0.5
 
-# Mesh vertices that stand for dlib's five points (dlib order: image-right eye outer and
-# inner corner, image-left eye outer and inner corner, base of the nose). Chosen by
-# comparing with dlib's 5-point predictor on the shared faces (models/recipe/eval_aligner.py).
-DLIB5_FROM_MESH: tuple[tuple[int, ...], ...] = ((263,), (362,), (33,), (133,), (2,))
+# dlib's five points (image-right eye outer and inner corner, image-left eye outer and inner
+# corner, base of the nose) as weighted pairs of mesh vertices. Fitted against dlib's
+# 5-point predictor on half of 160 shared faces and checked on the other half (error 1.8-2.6 %
+# of the eye distance, against 1.9-3.1 % for the best single vertex).
+DLIB5_FROM_MESH: tuple[tuple[tuple[int, float], ...], ...] = (
+    ((249, 0.63), (263, 0.37)),
+    ((382, 1.0),),
+    ((7, 0.78), (246, 0.22)),
+    ((155, 0.48), (133, 0.52)),
+    ((2, 0.55), (164, 0.45)),
+)
 
 
 def roi_transform(det: Detection, size: int) -> np.ndarray:
@@ -65,5 +72,5 @@ class FaceMesh:
         xy = pts[:, :2] @ back[:, :2].T + back[:, 2]
         scale = math.hypot(back[0, 0], back[1, 0])
         mesh = np.concatenate([xy, pts[:, 2:3] * scale], axis=1).astype(np.float32)
-        five = np.array([xy[list(idx)].mean(axis=0) for idx in DLIB5_FROM_MESH])
+        five = np.array([sum(w * xy[i] for i, w in pairs) for pairs in DLIB5_FROM_MESH])
         return Landmarks(mesh=mesh, five=five, score=score)
