@@ -19,13 +19,12 @@ import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dlib_dat  # noqa: E402
-from tf_graph import DlibResNet  # noqa: E402
-
 from consentry.runtime import Manifest, Model  # noqa: E402
 from consentry.vision.align import extract_chip  # noqa: E402
 from consentry.vision.detector import BlazeFaceDetector  # noqa: E402
 from consentry.vision.image_io import read_image  # noqa: E402
 from consentry.vision.landmarks import FaceMesh  # noqa: E402
+from tf_graph import DlibResNet  # noqa: E402
 
 log = logging.getLogger("recipe")
 MODELS = Path(__file__).resolve().parents[1]
@@ -43,7 +42,8 @@ def calibration_chips(data: Path) -> list[np.ndarray]:
     chips = []
     for name, per_id in CALIBRATION_SETS.items():
         taken: dict[str, int] = {}
-        rows = sorted(csv.DictReader(open(data / name / "labels.csv")), key=lambda r: r["file"])
+        with open(data / name / "labels.csv") as fh:
+            rows = sorted(csv.DictReader(fh), key=lambda r: r["file"])
         for row in rows:
             if taken.get(row["identity"], 0) >= per_id:
                 continue

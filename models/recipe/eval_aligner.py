@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from consentry.runtime import Manifest, Model
 from consentry.vision.align import extract_chip
 from consentry.vision.detector import BlazeFaceDetector
@@ -38,7 +37,8 @@ def main() -> None:
     ref = DlibReference()
     dists, errs = [], []
     for name in SETS:
-        rows = list(csv.DictReader(open(args.data / name / "labels.csv")))[: args.limit]
+        with open(args.data / name / "labels.csv") as fh:
+            rows = list(csv.DictReader(fh))[: args.limit]
         for row in rows:
             rgb = read_image(args.data / name / row["file"])
             theirs = ref.five_points(rgb)

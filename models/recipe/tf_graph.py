@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-
 from dlib_dat import Layer, Network
 
 CHIP = 150
@@ -33,7 +32,7 @@ def _fold(conv: Layer, affine: Layer, mean_rgb: tuple[float, float, float] | Non
 def _add_padded(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     """dlib's add_prev: the larger shape wins; the smaller input is zero-padded at the end."""
     sa, sb = a.shape.as_list()[1:], b.shape.as_list()[1:]
-    out = [max(x, y) for x, y in zip(sa, sb)]
+    out = [max(x, y) for x, y in zip(sa, sb, strict=True)]
 
     def pad(t, s):
         if s == out:

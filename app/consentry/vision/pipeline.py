@@ -32,10 +32,10 @@ class VisionOptions:
 
 @dataclass(frozen=True, eq=False)
 class Face:
-    """A detected face with its landmarks (``None`` when the mesh rejected the ROI)."""
+    """A detected face confirmed by the face mesh, with its landmarks."""
 
     detection: Detection
-    landmarks: Landmarks | None
+    landmarks: Landmarks
 
 
 class FacePipeline:
@@ -70,13 +70,20 @@ class FacePipeline:
         return f"{info.name} {info.version}"
 
     def faces(self, image: np.ndarray) -> list[Face]:
-        """Detect and landmark every face in an RGB frame."""
-        return [Face(det, self.mesh.landmarks(image, det)) for det in self.detector.detect(image)]
+        """Detect and landmark every face in an RGB frame.
+
+        A detection the mesh model does not see as a face is dropped: the mesh is a second
+        opinion that removes the detector's rare false faces on textures.
+        """
+        out = []
+        for det in self.detector.detect(image):
+            lm = self.mesh.landmarks(image, det)
+            if lm is not None:
+                out.append(Face(det, lm))
+        return out
 
     def embed(self, image: np.ndarray, face: Face) -> Embedding:
         """Align the face into the owned chip buffer and embed it."""
-        if face.landmarks is None:
-            raise ValueError("face has no landmarks; it cannot be aligned")
         extract_chip(image, face.landmarks.five, out=self.chip)
         return self.embedder.embed(self.chip)
 
@@ -97,5 +104,4 @@ class FacePipeline:
 
 
 def largest_face(faces: list[Face]) -> Face | None:
-    usable = [f for f in faces if f.landmarks is not None]
-    return max(usable, key=lambda f: f.detection.width * f.detection.height, default=None)
+    return max(faces, key=lambda f: f.detection.width * f.detection.height, default=None)

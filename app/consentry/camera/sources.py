@@ -1,0 +1,109 @@
+"""Frame sources: a demo that needs no camera or data, an image file, a folder, OpenCV.
+
+Every source yields (H, W, 3) uint8 RGB frames and is closed explicitly. The spec string
+is ``demo``, ``file:PATH``, ``dir:PATH`` or ``opencv:N|URL``; anything else is a ConfigError.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import CameraError, ConfigError, ImageError
+from ..vision.image_io import read_image
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".pgm", ".ppm", ".tif", ".tiff"}
+
+
+class FrameSource(Protocol):
+    name: str
+
+    def frames(self) -> Iterator[np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+class DemoSource:
+    """skimage's public-domain astronaut, panned slowly so the face moves; loops forever."""
+
+    name = "demo"
+
+    def __init__(self, loop: bool = True) -> None:
+        from skimage import data  # imported here: only the demo needs scikit-image
+
+        self._image = data.astronaut()
+        self.loop = loop
+
+    def frames(self) -> Iterator[np.ndarray]:
+        h, w = self._image.shape[:2]
+        shifts = list(range(0, 60, 4)) + list(range(60, 0, -4))
+        while True:
+            for dx in shifts:
+                yield np.ascontiguousarray(self._image[:, dx: w - 60 + dx])
+            if not self.loop:
+                return
+
+    def close(self) -> None:
+        pass
+
+
+class FolderSource:
+    """Every image file in a file path or folder (sorted); unreadable files are skipped."""
+
+    def __init__(self, path: Path) -> None:
+        if path.is_dir():
+            self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            self.files = [path]
+        else:
+            raise CameraError(f"no such image file or folder: {path}")
+        self.name = f"dir:{path}" if path.is_dir() else f"file:{path}"
+
+    def frames(self) -> Iterator[np.ndarray]:
+        for path in self.files:
+            try:
+                yield read_image(path)
+            except ImageError as exc:
+                log.warning("skipping frame: %s", exc)
+
+    def close(self) -> None:
+        pass
+
+
+class OpenCVSource:
+    """A V4L2 device index, a video file or a stream URL through OpenCV."""
+
+    def __init__(self, target: str) -> None:
+        import cv2
+
+        self._cv2 = cv2
+        self._cap = cv2.VideoCapture(int(target) if target.isdigit() else target)
+        if not self._cap.isOpened():
+            raise CameraError(f"OpenCV could not open {target!r} (no camera, or unreadable file/stream)")
+        self.name = f"opencv:{target}"
+
+    def frames(self) -> Iterator[np.ndarray]:
+        while True:
+            ok, frame = self._cap.read()
+            if not ok:
+                return
+            yield self._cv2.cvtColor(frame, self._cv2.COLOR_BGR2RGB)
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+def open_source(spec: str) -> FrameSource:
+    kind, _, arg = spec.partition(":")
+    if kind == "demo":
+        return DemoSource()
+    if kind in ("file", "dir") and arg:
+        return FolderSource(Path(arg))
+    if kind == "opencv" and arg:
+        return OpenCVSource(arg)
+    raise ConfigError(f"unknown frame source {spec!r}; use demo, file:PATH, dir:PATH or opencv:N|URL")

@@ -1,0 +1,1 @@
+"""Evaluations and benchmarks that use the vision path exactly as the appliance does."""

@@ -1,0 +1,92 @@
+"""The CLI on real models and images: JSON contracts, exit codes and clear errors."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from consentry.cli import main
+
+from tests.conftest import labelled
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def astronaut_file(tmp_path, astronaut):
+    path = tmp_path / "astronaut.png"
+    cv2.imwrite(str(path), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    return path
+
+
+def test_detect_json_contract(capsys, astronaut_file):
+    code, out, _ = _run(capsys, "detect", str(astronaut_file), "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert (doc["width"], doc["height"]) == (512, 512)
+    assert len(doc["faces"]) == 1
+    face = doc["faces"][0]
+    assert len(face["box"]) == 4 and len(face["keypoints"]) == 6 and 0 < face["score"] <= 1
+
+
+def test_compare_same_image_matches(capsys, astronaut_file):
+    code, out, _ = _run(capsys, "compare", str(astronaut_file), str(astronaut_file), "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["match"] is True and doc["distance"] < 0.05
+    assert doc["model"] == "dlib_resnet_v1_int8" and doc["threshold"] == 0.6
+
+
+def test_compare_without_a_face_fails_clearly(capsys, astronaut_file, tmp_path):
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((64, 64, 3), 128, np.uint8))
+    code, out, err = _run(capsys, "compare", str(astronaut_file), str(blank), "--json")
+    assert code == 2 and out == ""
+    assert "no usable face" in err and str(blank) in err
+
+
+def test_corrupt_and_missing_images_fail_clearly(capsys, tmp_path):
+    bad = tmp_path / "corrupt.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    code, _, err = _run(capsys, "detect", str(bad), "--json")
+    assert code == 2 and "not a readable image" in err
+    code, _, err = _run(capsys, "detect", str(tmp_path / "missing.jpg"))
+    assert code == 2 and "cannot read image" in err
+
+
+def test_compare_on_shared_faces(capsys, faces_dir):
+    rows = labelled(faces_dir / "examples")
+    by_id: dict[str, list] = {}
+    for path, ident in rows:
+        by_id.setdefault(ident, []).append(path)
+    same = next(paths for paths in by_id.values() if len(paths) >= 2)
+    other = next(paths for ident, paths in by_id.items() if paths[0] not in same)
+    code, out, _ = _run(capsys, "compare", str(same[0]), str(same[1]), "--json")
+    assert code == 0 and json.loads(out)["match"] is True
+    code, out, _ = _run(capsys, "compare", str(same[0]), str(other[0]), "--json")
+    assert code == 0 and json.loads(out)["match"] is False
+
+
+def test_config_check_refuses_unknown_keys(capsys, tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text('[vision]\ndetector = "blazeface_full_range"\n')
+    assert _run(capsys, "config", "check", str(good))[0] == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[vision]\ndetecter = "blazeface_full_range"\n')
+    code, _, err = _run(capsys, "config", "check", str(bad))
+    assert code == 2 and "detecter" in err
+
+
+def test_run_demo_source_reports_faces(capsys):
+    code, out, _ = _run(capsys, "run", "--source", "demo", "--frames", "3")
+    assert code == 0
+    lines = [line for line in out.splitlines() if line.startswith("frame ")]
+    assert len(lines) == 3 and all("1 face(s)" in line for line in lines)
+
+
+def test_unknown_source_is_a_config_error(capsys):
+    code, _, err = _run(capsys, "run", "--source", "webcam", "--frames", "1")
+    assert code == 2 and "unknown frame source" in err
