@@ -66,3 +66,34 @@ def test_unknown_runtime_and_bad_threads_are_config_errors(manifest):
 def test_run_rejects_wrong_input_shape(manifest):
     with Model(manifest.get("face_mesh")) as model, pytest.raises(ValueError, match="wants"):
         model.run(np.zeros((1, 10, 10, 3), np.float32))
+
+
+def test_fallback_runtime_used_when_first_is_missing(manifest, monkeypatch):
+    import importlib
+
+    import consentry.runtime as rt
+
+    real_import = importlib.import_module
+
+    def fake_import(name, *args, **kwargs):
+        if name == "ai_edge_litert.interpreter":
+            raise ImportError("not installed here")
+        if name == "tflite_runtime.interpreter":
+            return real_import("ai_edge_litert.interpreter")  # stands in for tflite-runtime
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(rt.importlib, "import_module", fake_import)
+    with Model(manifest.get("face_mesh")) as model:
+        assert model.runtime.name == "tflite-runtime"
+
+
+def test_no_runtime_at_all_says_what_to_install(manifest, monkeypatch):
+    import consentry.runtime as rt
+    from consentry.errors import RuntimeUnavailable
+
+    def no_import(name, *args, **kwargs):
+        raise ImportError(f"no module {name}")
+
+    monkeypatch.setattr(rt.importlib, "import_module", no_import)
+    with pytest.raises(RuntimeUnavailable, match="numpy<2"):
+        Model(manifest.get("face_mesh"))

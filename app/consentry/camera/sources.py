@@ -7,6 +7,7 @@ is ``demo``, ``file:PATH``, ``dir:PATH`` or ``opencv:N|URL``; anything else is a
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -29,22 +30,26 @@ class FrameSource(Protocol):
 
 
 class DemoSource:
-    """skimage's public-domain astronaut, panned slowly so the face moves; loops forever."""
+    """skimage's public-domain astronaut, panned slowly so the face moves; loops forever
+    at about ``fps`` frames a second, like a camera would."""
 
     name = "demo"
 
-    def __init__(self, loop: bool = True) -> None:
+    def __init__(self, loop: bool = True, fps: float = 15.0) -> None:
         from skimage import data  # imported here: only the demo needs scikit-image
 
         self._image = data.astronaut()
         self.loop = loop
+        self.period = 1.0 / fps
 
     def frames(self) -> Iterator[np.ndarray]:
         h, w = self._image.shape[:2]
         shifts = list(range(0, 60, 4)) + list(range(60, 0, -4))
         while True:
             for dx in shifts:
+                due = time.monotonic() + self.period
                 yield np.ascontiguousarray(self._image[:, dx: w - 60 + dx])
+                time.sleep(max(0.0, due - time.monotonic()))
             if not self.loop:
                 return
 
@@ -82,6 +87,8 @@ class OpenCVSource:
         import cv2
 
         self._cv2 = cv2
+        # OpenCV's own probing warnings are noise; our CameraError says what failed.
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         self._cap = cv2.VideoCapture(int(target) if target.isdigit() else target)
         if not self._cap.isOpened():
             raise CameraError(f"OpenCV could not open {target!r} (no camera, or unreadable file/stream)")
