@@ -117,6 +117,7 @@ class BlazeFaceDetector:
             raise ValueError(f"image of shape {rgb.shape} is too small to search for faces")
         scale, pad_x, pad_y = self._letterbox(rgb)
         regress, logits = self.model.run(self._input)
+        self._input.fill(0.0)  # the letterboxed frame may hold a stranger's face
         raw = np.clip(logits[0, :, 0], -_RAW_SCORE_LIMIT, _RAW_SCORE_LIMIT)
         scores = 1.0 / (1.0 + np.exp(-raw))
         keep = scores > self.options.min_score

@@ -63,7 +63,8 @@ class FaceMesh:
                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         np.multiply(crop, 1.0 / 255.0, out=self._input[0], casting="unsafe")
         raw, presence = self.model.run(self._input)
-        crop.fill(0)
+        crop.fill(0)  # neither copy of the face crop outlives this call
+        self._input.fill(0.0)
         score = float(1.0 / (1.0 + math.exp(-float(np.clip(presence.ravel()[-1], -80, 80)))))
         if score <= PRESENCE_THRESHOLD:
             return None
