@@ -49,10 +49,6 @@ def _chip_rect(five: np.ndarray, size: int, padding: float) -> tuple[np.ndarray,
     return centre, size * scale, angle
 
 
-def _pyramid_down(img: np.ndarray) -> np.ndarray:
-    return cv2.pyrDown(img)
-
-
 def _sample(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, out: np.ndarray) -> None:
     """Bilinear sampling with dlib's rules (zero outside, truncate) into ``out``."""
     h, w = img.shape[:2]
@@ -62,12 +58,15 @@ def _sample(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, out: np.ndarray) ->
     x0c, y0c = np.clip(x0, 0, w - 2), np.clip(y0, 0, h - 2)
     fx = (xs - x0)[..., None]
     fy = (ys - y0)[..., None]
-    f = img.astype(np.float32, copy=False) if img.dtype != np.float32 else img
-    tl, tr = f[y0c, x0c], f[y0c, x0c + 1]
-    bl, br = f[y0c + 1, x0c], f[y0c + 1, x0c + 1]
+    # Gather the four uint8 neighbours first: converting only these samples, not the whole
+    # source region, keeps the work (and the float copies of the face) chip-sized.
+    corners = [img[y0c + dy, x0c + dx].astype(np.float32) for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1))]
+    tl, tr, bl, br = corners
     val = (1 - fy) * ((1 - fx) * tl + fx * tr) + fy * ((1 - fx) * bl + fx * br)
     val[~inside] = 0.0
     np.copyto(out, val, casting="unsafe")  # float → uint8 truncates, as dlib's assign does
+    for temp in (*corners, val):
+        temp.fill(0.0)
 
 
 def extract_chip(image: np.ndarray, five: np.ndarray, out: np.ndarray | None = None,
@@ -99,8 +98,10 @@ def extract_chip(image: np.ndarray, five: np.ndarray, out: np.ndarray | None = N
     src = image[y1:y2, x1:x2]
     offset = np.array([x1, y1], dtype=np.float64)
     factor = 1.0
+    levels = []
     for _ in range(level):
-        src = _pyramid_down(src)
+        src = cv2.pyrDown(src)
+        levels.append(src)
         factor *= 0.5
     # One chip pixel spans side/size frame pixels, centred on the rectangle's centre
     # (checked against dlib's chips: side/(size-1) doubled the pixel error).
@@ -112,4 +113,6 @@ def extract_chip(image: np.ndarray, five: np.ndarray, out: np.ndarray | None = N
     xs = c0[0] + gx * cos - gy * sin
     ys = c0[1] + gx * sin + gy * cos
     _sample(src, xs, ys, out)
+    for shrunk in levels:  # pyramid copies of the face region: wipe, not just drop
+        shrunk.fill(0)
     return out

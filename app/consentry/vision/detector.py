@@ -107,6 +107,7 @@ class BlazeFaceDetector:
         buf = self._input[0]
         buf.fill(0.0)  # black padding, as MediaPipe's letterbox: -1 after scaling below
         buf[pad_y:pad_y + nh, pad_x:pad_x + nw] = resized
+        resized.fill(0)  # a shrunken copy of the frame: wipe it rather than leave it to the GC
         np.multiply(buf, 1.0 / 127.5, out=buf)
         np.subtract(buf, 1.0, out=buf)
         return scale, float(pad_x), float(pad_y)
