@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
 
@@ -40,15 +40,53 @@ class VisionConfig(_Strict):
                                     "checkout's models/ or /usr/share/consentry/models.")
 
 
+class QualityConfig(_Strict):
+    min_face_px: float = Field(60.0, ge=20, description="Smallest face box width in pixels that is embedded "
+                               "(the chip is 150 px; smaller faces lose detail).")
+    min_inside: float = Field(0.95, gt=0, le=1, description="Fraction of the face box that must be inside "
+                              "the frame.")
+    min_sharpness: float = Field(30.0, ge=0, description="Variance of the Laplacian of the 96x96 grey face "
+                                 "patch; a Gaussian blur of sigma 2 on a 95 px face measures about 24.")
+    max_yaw_deg: float = Field(35.0, gt=0, le=90, description="Largest head turn, degrees.")
+    max_pitch_deg: float = Field(30.0, gt=0, le=90, description="Largest head tilt up or down, degrees.")
+    dark: float = Field(40.0, ge=0, le=255, description="Lowest mean grey level of the face patch.")
+    bright: float = Field(220.0, ge=0, le=255, description="Highest mean grey level of the face patch.")
+
+
+class TrackingConfig(_Strict):
+    min_iou: float = Field(0.3, gt=0, lt=1, description="Box overlap that continues a track.")
+    max_missed: int = Field(5, ge=0, description="Frames a track survives without being seen.")
+    recheck_frames: int = Field(15, ge=1, description="Frames between re-embeddings of a decided track.")
+    evidence_k: int = Field(3, ge=1, description="Matching frames needed (k of n) before a track is a "
+                            "subject; 1 for a single photo.")
+    evidence_n: int = Field(5, ge=1, description="Window of embedded frames the k votes are counted in.")
+
+    @model_validator(mode="after")
+    def _k_le_n(self) -> TrackingConfig:
+        if self.evidence_k > self.evidence_n:
+            raise ValueError(f"evidence_k ({self.evidence_k}) must not exceed evidence_n ({self.evidence_n})")
+        return self
+
+
 class MatchConfig(_Strict):
     threshold: float = Field(0.6, gt=0, lt=2, description="L2 distance at or below which two faces are "
                              "the same person (dlib's published 0.6 until `consentry calibrate` sets one "
                              "for a stated false-match rate).")
+    margin: float = Field(0.0, ge=0, lt=1, description="In 1:N search the best subject must be closer than "
+                          "the second-best subject by at least this L2 distance, else `unknown`.")
+    target_fmr: float | None = Field(None, gt=0, lt=1, description="False-match rate the threshold was "
+                                     "calibrated for (written by `consentry calibrate`).")
+    calibrated_on: str | None = Field(None, description="Data set the threshold was calibrated on.")
+    calibrated_at: str | None = Field(None, description="Date of the calibration (ISO 8601).")
+    impostor_comparisons: int | None = Field(None, ge=0, description="Impostor pairs behind the calibration; "
+                                             "3 / this is the smallest FMR it can support.")
 
 
 class Settings(_Strict):
     schema_version: int = Field(SCHEMA_VERSION, description="Config schema version.")
     vision: VisionConfig = VisionConfig()
+    quality: QualityConfig = QualityConfig()
+    tracking: TrackingConfig = TrackingConfig()
     match: MatchConfig = MatchConfig()
 
 

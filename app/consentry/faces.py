@@ -43,22 +43,21 @@ class Comparison:
                 "threshold": self.threshold, "model": self.model}
 
 
-def _largest_descriptor(pipeline: FacePipeline, path: Path) -> np.ndarray:
+def _embed_largest(pipeline: FacePipeline, path: Path, slot: int) -> np.ndarray:
     rgb = read_image(path)
-    face = largest_face(pipeline.faces(rgb))
-    if face is None:
-        raise NoFaceError(f"no usable face found in {path}")
     try:
-        return pipeline.embed(rgb, face).vector
+        face = largest_face(pipeline.faces(rgb))
+        if face is None:
+            raise NoFaceError(f"no usable face found in {path}")
+        return pipeline.embed(rgb, face, slot=slot).vector
     finally:
-        pipeline.wipe()
+        rgb.fill(0)
 
 
 def compare_images(pipeline: FacePipeline, a: Path, b: Path, threshold: float) -> Comparison:
-    """Compare the largest face of each image."""
-    va = _largest_descriptor(pipeline, a)
-    vb = _largest_descriptor(pipeline, b)
-    distance = float(np.linalg.norm(va - vb))
-    va.fill(0)
-    vb.fill(0)
+    """Compare the largest face of each image; every face buffer is wiped before returning."""
+    try:
+        distance = float(np.linalg.norm(_embed_largest(pipeline, a, 0) - _embed_largest(pipeline, b, 1)))
+    finally:
+        pipeline.wipe()
     return Comparison(distance, distance <= threshold, threshold, pipeline.embedder.name)

@@ -192,8 +192,12 @@ class Model:
         log.debug("loaded %s with %s %s (%d threads)", entry.name, self.runtime.name,
                   self.runtime.version, threads)
 
-    def run(self, *arrays: np.ndarray) -> list[np.ndarray]:
-        """Run once; returns copies of every output in the interpreter's output order."""
+    def run(self, *arrays: np.ndarray, out: np.ndarray | None = None) -> list[np.ndarray]:
+        """Run once; returns copies of every output in the interpreter's output order.
+
+        With ``out`` (single-output models), the output is written into that caller-owned
+        buffer and returned in the list, so no other copy of it exists outside the interpreter.
+        """
         if len(arrays) != len(self.inputs):
             raise ValueError(f"{self.entry.name} takes {len(self.inputs)} inputs, got {len(arrays)}")
         with self._lock:
@@ -207,6 +211,11 @@ class Model:
                     )
                 self._interp.set_tensor(spec.index, arr)
             self._interp.invoke()
+            if out is not None:
+                if len(self.outputs) != 1:
+                    raise ValueError(f"{self.entry.name} has {len(self.outputs)} outputs; out= needs one")
+                np.copyto(out, self._interp.tensor(self.outputs[0].index)().reshape(out.shape))
+                return [out]
             return [self._interp.get_tensor(o.index).copy() for o in self.outputs]
 
     def close(self) -> None:

@@ -56,7 +56,7 @@ def ssd_anchors(size: int) -> np.ndarray:
     return np.concatenate(centres).astype(np.float32)
 
 
-def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     x1 = np.maximum(box[0], others[:, 0])
     y1 = np.maximum(box[1], others[:, 1])
     x2 = np.minimum(box[2], others[:, 2])
@@ -76,7 +76,7 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float, limit: int) 
     boxes, scores = boxes[order], scores[order]
     out = []
     while len(scores) and len(out) < limit:
-        overlap = _iou(boxes[0, :4], boxes[:, :4]) > iou
+        overlap = box_iou(boxes[0, :4], boxes[:, :4]) > iou
         overlap[0] = True
         weights = scores[overlap]
         merged = (boxes[overlap] * weights[:, None]).sum(axis=0) / weights.sum()

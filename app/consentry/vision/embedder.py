@@ -8,6 +8,8 @@ from ..runtime import Model
 from .align import CHIP_SIZE
 from .types import Embedding
 
+EMBEDDING_DIM = 128
+
 
 class FaceEmbedder:
     """Map an aligned 150x150 RGB uint8 chip to a 128-D descriptor.
@@ -25,11 +27,29 @@ class FaceEmbedder:
             raise ValueError(f"{model.entry.name} uint8 input must have scale 1 and zero point 0")
         self._input = np.zeros(spec.shape, dtype=spec.dtype)
         self.name = model.entry.name
+        self._scrub_out = np.zeros(EMBEDDING_DIM, np.float32)
+        self._dirty = False
 
-    def embed(self, chip: np.ndarray) -> Embedding:
+    def embed(self, chip: np.ndarray, out: np.ndarray | None = None) -> Embedding:
+        """Embed ``chip``; with ``out`` ((128,) float32) the vector is written there and the
+        returned Embedding is a view of it, so the caller's buffer is the only copy."""
         if chip.shape != (CHIP_SIZE, CHIP_SIZE, 3) or chip.dtype != np.uint8:
             raise ValueError(f"chip must be (150, 150, 3) uint8, got {chip.shape} {chip.dtype}")
+        if out is None:
+            out = np.zeros(EMBEDDING_DIM, np.float32)
+        elif out.shape != (EMBEDDING_DIM,) or out.dtype != np.float32:
+            raise ValueError(f"out must be ({EMBEDDING_DIM},) float32, got {out.shape} {out.dtype}")
         np.copyto(self._input[0], chip, casting="unsafe")
-        (out,) = self.model.run(self._input)
-        self._input.fill(0)
-        return Embedding(vector=out.reshape(-1).astype(np.float32), model=self.name)
+        try:
+            self.model.run(self._input, out=out)
+        finally:
+            self._input.fill(0)
+        self._dirty = True
+        return Embedding(vector=out, model=self.name)
+
+    def scrub(self) -> None:
+        """Run the zeroed input once so the interpreter's tensors no longer hold the last
+        face's activations (only when something was embedded since the last scrub)."""
+        if self._dirty:
+            self.model.run(self._input, out=self._scrub_out)
+            self._dirty = False

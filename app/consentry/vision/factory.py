@@ -1,16 +1,27 @@
-"""Build the vision pipeline from validated settings."""
+"""Build the vision pipeline and tracker from validated settings."""
 
 from __future__ import annotations
 
-from ..config import VisionConfig
+from ..config import QualityConfig, Settings, TrackingConfig, VisionConfig
 from .detector import DetectorOptions
 from .pipeline import FacePipeline, VisionOptions
+from .quality import QualityOptions
+from .tracking import FaceTracker, TrackingOptions
 
 
-def pipeline_from_config(cfg: VisionConfig) -> FacePipeline:
+def pipeline_from_config(cfg: VisionConfig, quality: QualityConfig | None = None) -> FacePipeline:
     options = VisionOptions(
         detector=cfg.detector, landmarks=cfg.landmarks, embedder=cfg.embedder, threads=cfg.threads,
         runtime=cfg.runtime,
         detector_options=DetectorOptions(min_score=cfg.min_detection_score, max_faces=cfg.max_faces),
+        quality=QualityOptions(**(quality or QualityConfig()).model_dump()),
     )
     return FacePipeline(options, models_dir=cfg.models_dir)
+
+
+def tracking_options(cfg: TrackingConfig) -> TrackingOptions:
+    return TrackingOptions(min_iou=cfg.min_iou, max_missed=cfg.max_missed, recheck_frames=cfg.recheck_frames)
+
+
+def tracker_from_settings(settings: Settings) -> FaceTracker:
+    return FaceTracker(pipeline_from_config(settings.vision, settings.quality), tracking_options(settings.tracking))

@@ -11,8 +11,9 @@ import numpy as np
 from ..runtime import Manifest, Model, RuntimeName
 from .align import CHIP_SIZE, extract_chip
 from .detector import BlazeFaceDetector, DetectorOptions
-from .embedder import FaceEmbedder
+from .embedder import EMBEDDING_DIM, FaceEmbedder
 from .landmarks import FaceMesh
+from .quality import Quality, QualityGate, QualityOptions
 from .types import Detection, Embedding, Landmarks
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class VisionOptions:
     threads: int = 1
     runtime: RuntimeName = "auto"
     detector_options: DetectorOptions = DetectorOptions()
+    quality: QualityOptions = QualityOptions()
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,10 +41,11 @@ class Face:
 
 
 class FacePipeline:
-    """Owns the models and the one chip buffer; close() releases the interpreters.
+    """Owns the models and every buffer that holds a face: the chip, the quality patch and
+    one embedding slot per face of a frame. close() releases the interpreters.
 
-    The chip buffer is overwritten by every ``embed`` and zeroed by :meth:`wipe`, so no
-    crop of a face outlives the decision made about it.
+    The chip is zeroed as soon as it has been embedded; embedding slots live until
+    :meth:`wipe`, which the caller invokes once its decisions about the frame are final.
     """
 
     def __init__(self, options: VisionOptions | None = None, manifest: Manifest | None = None,
@@ -54,7 +57,9 @@ class FacePipeline:
         self.detector = BlazeFaceDetector(self._open(opts.detector, "detector"), opts.detector_options)
         self.mesh = FaceMesh(self._open(opts.landmarks, "landmarks"))
         self.embedder = FaceEmbedder(self._open(opts.embedder, "embedder"))
+        self.quality = QualityGate(opts.quality)
         self.chip = np.zeros((CHIP_SIZE, CHIP_SIZE, 3), dtype=np.uint8)
+        self.vectors = np.zeros((opts.detector_options.max_faces, EMBEDDING_DIM), dtype=np.float32)
 
     def _open(self, name: str, role: str) -> Model:
         entry = self.manifest.get(name)
@@ -82,14 +87,27 @@ class FacePipeline:
                 out.append(Face(det, lm))
         return out
 
-    def embed(self, image: np.ndarray, face: Face) -> Embedding:
-        """Align the face into the owned chip buffer and embed it."""
-        extract_chip(image, face.landmarks.five, out=self.chip)
-        return self.embedder.embed(self.chip)
+    def assess(self, image: np.ndarray, face: Face) -> Quality:
+        return self.quality.assess(image, face.detection, face.landmarks)
+
+    def embed(self, image: np.ndarray, face: Face, slot: int = 0) -> Embedding:
+        """Align the face into the chip, embed it into vector slot ``slot`` and zero the chip.
+
+        The returned Embedding's vector is a view of that slot: it is overwritten by the next
+        embed into the same slot and zeroed by :meth:`wipe`; copy it only to enrol.
+        """
+        try:
+            extract_chip(image, face.landmarks.five, out=self.chip)
+            return self.embedder.embed(self.chip, out=self.vectors[slot])
+        finally:
+            self.chip.fill(0)
 
     def wipe(self) -> None:
-        """Overwrite the chip buffer (called once a decision about a face is final)."""
+        """Zero every buffer that held a face; call once the decisions about a frame are final."""
         self.chip.fill(0)
+        self.vectors.fill(0)
+        self.quality.patch.fill(0)
+        self.embedder.scrub()
 
     def close(self) -> None:
         self.wipe()
@@ -105,3 +123,11 @@ class FacePipeline:
 
 def largest_face(faces: list[Face]) -> Face | None:
     return max(faces, key=lambda f: f.detection.width * f.detection.height, default=None)
+
+
+def central_face(faces: list[Face], width: int, height: int) -> Face | None:
+    """The face whose box centre is nearest the image centre (how eval picks one face)."""
+    def dist(f: Face) -> float:
+        cx, cy = f.detection.center
+        return (cx - width / 2.0) ** 2 + (cy - height / 2.0) ** 2
+    return min(faces, key=dist, default=None)

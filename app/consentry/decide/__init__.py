@@ -1,0 +1,1 @@
+"""Decisions per use: multi-frame evidence, and (later) door and checkout policies."""

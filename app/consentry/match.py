@@ -1,0 +1,201 @@
+"""Open-set matching: a gallery of enrolled templates, 1:N search and 1:1 verification.
+
+The answer is ``match`` only when the best subject's distance passes the threshold *and*
+beats the second-best subject by a margin; everything else is ``unknown``. There is no
+"closest match" for a stranger, and no figure about a stranger leaves this module: the
+scratch buffer holding the distances is owned here and zeroed before a search returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from .config import MatchConfig
+from .errors import ConfigError, ConsentryError
+
+log = logging.getLogger(__name__)
+
+DIM = 128
+
+
+class UnknownSubject(ConsentryError, KeyError):
+    """A 1:1 claim named a subject that has no template in the gallery."""
+
+
+@dataclass(frozen=True)
+class MatchPolicy:
+    """threshold: largest L2 distance (dlib metric) that can be a match.
+    margin: how much closer (L2) the best subject must be than the second-best subject."""
+
+    threshold: float = 0.6
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 2.0 or not 0.0 <= self.margin < 1.0:
+            raise ConfigError(f"bad match policy: threshold {self.threshold}, margin {self.margin}")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer for one face.
+
+    decision: ``match`` or ``unknown``.
+    subject: the pseudonymous id matched (1:N) or claimed (1:1); None for an unknown 1:N face.
+    distance: L2 distance to ``subject``'s nearest template; None whenever ``subject`` is None,
+    so nothing measured on a stranger is ever reported.
+    """
+
+    decision: Literal["match", "unknown"]
+    subject: str | None = None
+    distance: float | None = None
+
+    @property
+    def matched(self) -> bool:
+        return self.decision == "match"
+
+
+UNKNOWN = Decision("unknown")
+
+
+def policy_from_config(cfg: MatchConfig) -> MatchPolicy:
+    return MatchPolicy(threshold=cfg.threshold, margin=cfg.margin)
+
+
+class Gallery:
+    """Enrolled templates as one contiguous (N, 128) float32 matrix, rows grouped by subject.
+
+    A gallery holds templates of one embedder model only. It lives in memory while the
+    appliance runs; :meth:`remove` and :meth:`close` zero the rows they drop.
+    """
+
+    def __init__(self, model: str, policy: MatchPolicy | None = None) -> None:
+        self.model = model
+        self.policy = policy or MatchPolicy()
+        self._matrix = np.zeros((0, DIM), np.float32)
+        self._sq_norms = np.zeros(0, np.float32)
+        self._subjects: list[str] = []       # one per subject, in row-group order
+        self._starts = np.zeros(0, np.intp)  # first row of each subject
+        self._scratch = np.zeros(0, np.float32)
+        self._per_subject = np.zeros(0, np.float32)
+
+    # -- contents -------------------------------------------------------------------------
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        return tuple(self._subjects)
+
+    def __len__(self) -> int:
+        return int(self._matrix.shape[0])
+
+    def scratch_buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """The distance buffers a search writes (exposed so tests can prove they are zeroed)."""
+        return self._scratch, self._per_subject
+
+    def replace(self, templates: Iterable[tuple[str, np.ndarray]]) -> None:
+        """Load ``(subject_id, vector)`` pairs, replacing everything held before."""
+        groups: dict[str, list[np.ndarray]] = {}
+        for subject, vector in templates:
+            vec = np.array(vector, np.float32).reshape(-1)
+            if vec.shape != (DIM,) or not np.all(np.isfinite(vec)):
+                raise ValueError(f"template for {subject} is not a finite {DIM}-D vector")
+            groups.setdefault(subject, []).append(vec)
+        self._rebuild(groups)
+
+    def add(self, subject: str, vectors: Iterable[np.ndarray]) -> None:
+        groups = self._groups()
+        groups.setdefault(subject, []).extend(np.array(v, np.float32).reshape(DIM) for v in vectors)
+        self._rebuild(groups)
+
+    def remove(self, subject: str) -> bool:
+        """Drop a subject's templates; True when it was present."""
+        groups = self._groups()
+        found = groups.pop(subject, None) is not None
+        if found:
+            self._rebuild(groups)
+        return found
+
+    def close(self) -> None:
+        self._rebuild({})
+
+    def _groups(self) -> dict[str, list[np.ndarray]]:
+        ends = list(self._starts[1:]) + [len(self)]
+        return {s: [r.copy() for r in self._matrix[a:b]]
+                for s, a, b in zip(self._subjects, self._starts, ends, strict=True)}
+
+    def _rebuild(self, groups: dict[str, list[np.ndarray]]) -> None:
+        old = self._matrix
+        rows = [v for vecs in groups.values() for v in vecs]
+        self._matrix = np.ascontiguousarray(np.stack(rows) if rows else np.zeros((0, DIM)), np.float32)
+        self._sq_norms = np.einsum("ij,ij->i", self._matrix, self._matrix)
+        self._subjects = list(groups)
+        self._starts = np.cumsum([0] + [len(v) for v in groups.values()])[:-1].astype(np.intp)
+        self._scratch = np.zeros(len(rows), np.float32)
+        self._per_subject = np.zeros(len(groups), np.float32)
+        old.fill(0)  # the replaced matrix may be a removed subject's only copy in memory
+        for vecs in groups.values():
+            for v in vecs:
+                v.fill(0)
+
+    # -- questions ------------------------------------------------------------------------
+    def _distances(self, query: np.ndarray) -> np.ndarray:
+        """Squared L2 to every row, in the owned scratch buffer: |q|² + |g|² - 2 g·q."""
+        np.matmul(self._matrix, query, out=self._scratch)
+        self._scratch *= -2.0
+        self._scratch += self._sq_norms
+        self._scratch += float(query @ query)
+        np.maximum(self._scratch, 0.0, out=self._scratch)
+        return self._scratch
+
+    def _check(self, query: np.ndarray, model: str) -> np.ndarray:
+        if model != self.model:
+            raise ConfigError(f"embedding from {model} cannot be compared with {self.model} templates")
+        q = np.asarray(query, np.float32).reshape(-1)
+        if q.shape != (DIM,):
+            raise ValueError(f"query must be a {DIM}-D vector, got {q.shape}")
+        return q
+
+    def identify(self, query: np.ndarray, model: str) -> Decision:
+        """1:N: the enrolled subject this face is, or ``unknown``."""
+        q = self._check(query, model)
+        if not self._subjects:
+            return UNKNOWN
+        try:
+            d2 = self._distances(q)
+            np.minimum.reduceat(d2, self._starts, out=self._per_subject)
+            order = np.argsort(self._per_subject)[:2]
+            best = float(np.sqrt(self._per_subject[order[0]]))
+            second = float(np.sqrt(self._per_subject[order[1]])) if len(order) > 1 else None
+            return self._decide(self._subjects[int(order[0])], best, second, named=False)
+        finally:
+            self.wipe()
+
+    def verify(self, query: np.ndarray, model: str, subject: str) -> Decision:
+        """1:1: is this face the claimed subject? The distance is reported for the claim."""
+        q = self._check(query, model)
+        try:
+            idx = self._subjects.index(subject)
+        except ValueError:
+            raise UnknownSubject(f"subject {subject} has no templates in the gallery") from None
+        try:
+            d2 = self._distances(q)
+            end = self._starts[idx + 1] if idx + 1 < len(self._starts) else len(self)
+            best = float(np.sqrt(d2[self._starts[idx]:end].min()))
+            return self._decide(subject, best, None, named=True)
+        finally:
+            self.wipe()
+
+    def _decide(self, subject: str, best: float, second: float | None, *, named: bool) -> Decision:
+        policy = self.policy
+        if best <= policy.threshold and (second is None or second - best >= policy.margin):
+            return Decision("match", subject, round(best, 4))
+        if named:
+            return Decision("unknown", subject, round(best, 4))
+        return UNKNOWN
+
+    def wipe(self) -> None:
+        self._scratch.fill(0)
+        self._per_subject.fill(0)

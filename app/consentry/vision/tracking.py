@@ -1,0 +1,126 @@
+"""Faces followed across frames by box overlap, embedded only when a track needs it.
+
+A track is embedded on each good frame until the caller settles it (its decision is
+final), then only every ``recheck_frames`` frames, so a settled face costs detection and
+landmarks only. Track ids are process-local counters, never derived from a face.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .detector import box_iou
+from .pipeline import Face, FacePipeline
+from .quality import Quality
+from .types import Embedding
+
+
+@dataclass(frozen=True)
+class TrackingOptions:
+    """min_iou: box overlap that continues a track. max_missed: frames a track survives
+    unseen. recheck_frames: frames between embeddings of a settled track."""
+
+    min_iou: float = 0.3
+    max_missed: int = 5
+    recheck_frames: int = 15
+
+
+@dataclass
+class Track:
+    id: int
+    box: tuple[float, float, float, float]
+    last_seen: int
+    last_embedded: int | None = None
+    settled: bool = False
+    frames: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Observation:
+    """One face in one frame: its track, quality and (when embedded this frame) embedding.
+
+    ``embedding.vector`` is a view of a pipeline-owned slot and is zeroed by
+    :meth:`FacePipeline.wipe`; it is None when the face was gated or did not need one.
+    """
+
+    track_id: int
+    face: Face
+    quality: Quality
+    embedding: Embedding | None = field(default=None)
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    return float(box_iou(np.asarray(a[:4]), np.asarray([b[:4]]))[0])
+
+
+class FaceTracker:
+    """Frame → observations: detect, landmark, track, gate and (when needed) embed."""
+
+    def __init__(self, pipeline: FacePipeline, options: TrackingOptions | None = None) -> None:
+        self.pipeline = pipeline
+        self.options = options or TrackingOptions()
+        self.tracks: dict[int, Track] = {}
+        self.frame_index = 0
+        self._ids = itertools.count(1)
+
+    def process(self, image: np.ndarray) -> list[Observation]:
+        self.frame_index += 1
+        faces = self.pipeline.faces(image)
+        assigned = self._assign(faces)
+        self._expire()
+        out = []
+        for slot, (face, track) in enumerate(assigned):
+            quality = self.pipeline.assess(image, face)
+            embedding = None
+            if quality.ok and self._needs_embedding(track):
+                embedding = self.pipeline.embed(image, face, slot=slot)
+                track.last_embedded = self.frame_index
+            out.append(Observation(track.id, face, quality, embedding))
+        return out
+
+    def settle(self, track_id: int, settled: bool = True) -> None:
+        """Mark a track's decision final (re-checked at the interval) or open again."""
+        if track_id in self.tracks:
+            self.tracks[track_id].settled = settled
+
+    def wipe(self) -> None:
+        self.pipeline.wipe()
+
+    def _needs_embedding(self, track: Track) -> bool:
+        if not track.settled or track.last_embedded is None:
+            return True
+        return self.frame_index - track.last_embedded >= self.options.recheck_frames
+
+    def _assign(self, faces: list[Face]) -> list[tuple[Face, Track]]:
+        """Greedy highest-overlap matching of faces to live tracks; the rest start tracks."""
+        pairs = sorted(((iou(f.detection.box, t.box), i, t.id) for i, f in enumerate(faces)
+                        for t in self.tracks.values()), reverse=True)
+        taken_faces: dict[int, Track] = {}
+        taken_tracks: set[int] = set()
+        for overlap, i, tid in pairs:
+            if overlap < self.options.min_iou:
+                break
+            if i not in taken_faces and tid not in taken_tracks:
+                taken_faces[i] = self.tracks[tid]
+                taken_tracks.add(tid)
+        result = []
+        for i, face in enumerate(faces):
+            track = taken_faces.get(i)
+            if track is None:
+                track = Track(next(self._ids), face.detection.box, self.frame_index)
+                self.tracks[track.id] = track
+            track.box = face.detection.box
+            track.last_seen = self.frame_index
+            track.frames += 1
+            result.append((face, track))
+        return result
+
+    def _expire(self) -> list[int]:
+        gone = [tid for tid, t in self.tracks.items()
+                if self.frame_index - t.last_seen > self.options.max_missed]
+        for tid in gone:
+            del self.tracks[tid]
+        return gone
