@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import Settings, load_settings
-from .errors import ConsentryError
+from .errors import ConfigError, ConsentryError
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.images or args.video:
+        return _bench_frames(args)
     from .evaluate.bench import bench
     from .vision.image_io import read_image
 
@@ -72,7 +74,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from skimage import data
 
         image = data.astronaut()
-    _emit(bench(image, runs=args.runs, threads=args.threads), args.json)
+    result = bench(image, runs=args.runs, threads=args.threads)
+    if args.gallery_size:
+        from .evaluate.frames_bench import bench_search
+
+        result["search"] = bench_search(_settings(args).vision.embedder, args.gallery_size)
+    _emit(result, args.json)
+    return 0
+
+
+def _bench_frames(args: argparse.Namespace) -> int:
+    from .evaluate import frames_bench as fb
+    from .vision.factory import pipeline_from_config
+
+    settings = _settings(args)
+    vision = settings.vision.model_copy(update={"threads": args.threads})
+    reference = None
+    if args.vs == "face_recognition":
+        from .evaluate.reference import DlibReference
+
+        reference = DlibReference()
+    clock = fb.Clock()
+    frames = (fb.image_frames(Path(args.images), clock, args.frames) if args.images
+              else fb.video_frames(Path(args.video), clock, args.frames))
+    with pipeline_from_config(vision, settings.quality) as pipeline:
+        result = fb.bench_frames(pipeline, frames, clock, gallery_size=args.gallery_size or 1000,
+                                 reference=reference)
+    if args.gallery_size:
+        result["search"] = fb.bench_search(pipeline.embedder.name, args.gallery_size)
+    _emit(result, args.json)
     return 0
 
 
@@ -81,6 +111,52 @@ def cmd_detect_rate(args: argparse.Namespace) -> int:
 
     with _pipeline(args) as pipeline:
         _emit(detection_rates(pipeline, Path(args.data)), args.json)
+    return 0
+
+
+def _contenders(args: argparse.Namespace):
+    from .evaluate.verify import contenders
+
+    extra = [f"dlib_resnet_v1_{p}" for p in (args.also or "").split(",") if p]
+    return contenders(_settings(args), extra, reference=getattr(args, "reference", None) == "dlib")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate.report import print_eval
+    from .evaluate.verify import DatasetOptions, eval_dataset, eval_pairs
+
+    curves: dict | None = {} if args.plot else None
+    with _contenders(args) as contenders:
+        if args.pairs:
+            if not args.root:
+                raise ConfigError("--pairs needs --root (the folder holding name/name_000n.jpg)")
+            result = eval_pairs(Path(args.pairs), Path(args.root), contenders, curves=curves)
+        else:
+            opts = DatasetOptions(seed=args.seed, impostors=args.impostors, margin=_settings(args).match.margin)
+            result = eval_dataset(Path(args.dataset), contenders, opts, curves=curves)
+    if args.plot:
+        from .evaluate.plot import plot_roc
+
+        plot_roc({k: tuple(v) for k, v in curves.items()}, Path(args.plot))
+    print_eval(result, args.json)
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .evaluate.verify import calibrate
+
+    settings = _settings(args)
+    with _contenders(args) as (ours, *_):
+        result = calibrate(Path(args.dataset), ours, args.fmr)
+    if args.write:
+        from .config import save_settings
+
+        match = settings.match.model_copy(update={
+            "threshold": result["threshold"], "target_fmr": args.fmr, "calibrated_on": result["dataset"],
+            "calibrated_at": result["date"], "impostor_comparisons": result["impostor_comparisons"]})
+        save_settings(settings.model_copy(update={"match": match}), Path(args.write))
+        result["written_to"] = str(args.write)
+    _emit(result, args.json)
     return 0
 
 
@@ -123,13 +199,34 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("run", cmd_run, "the main job: watch the camera", json_flag=False)
     sp.add_argument("--source", help="demo | file:PATH | dir:PATH | opencv:N|URL (default: camera, else demo)")
     sp.add_argument("--frames", type=int, default=None, help="stop after this many frames")
-    sp = add("bench", cmd_bench, "time each vision stage (median of N runs)")
-    sp.add_argument("--image", help="image with a face (default: skimage astronaut)")
+    sp = add("bench", cmd_bench, "time each stage: per model on one image, or per frame on images/video")
+    src = sp.add_mutually_exclusive_group()
+    src.add_argument("--image", help="one image with a face, timed per model (default: skimage astronaut)")
+    src.add_argument("--images", help="folder of images: time the whole path frame by frame")
+    src.add_argument("--video", help="video file: time the whole path frame by frame")
+    sp.add_argument("--frames", type=int, default=None, help="at most this many frames of --images/--video")
+    sp.add_argument("--vs", choices=["face_recognition"], help="also time face_recognition on the same frames")
+    sp.add_argument("--gallery-size", type=int, default=None, help="also time 1:N over N synthetic templates")
     sp.add_argument("--runs", type=int, default=100)
     sp.add_argument("--threads", type=int, default=1)
     sp = add("detect-rate", cmd_detect_rate, "detection rates on a labelled face data folder")
     sp.add_argument("--data", required=True)
     sp.add_argument("--detector", choices=["blazeface_short_range", "blazeface_full_range"])
+    sp = add("eval", cmd_eval, "verification and open-set accuracy on a pairs file or a labelled folder")
+    src = sp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--pairs", help="LFW-format pairs file")
+    src.add_argument("--dataset", help="folder with labels.csv (file,identity)")
+    sp.add_argument("--root", help="image root for --pairs: ROOT/name/name_000n.jpg")
+    sp.add_argument("--reference", choices=["dlib"], help="also run dlib's own pipeline on the same images")
+    sp.add_argument("--also", help="more of our embedders to report, e.g. float16,float32")
+    sp.add_argument("--plot", help="write the ROC curves to this PNG")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the impostor sample and enrolment split")
+    sp.add_argument("--impostors", type=int, default=20000, help="impostor pairs sampled from --dataset")
+    sp = add("calibrate", cmd_calibrate, "choose the threshold for a stated false-match rate")
+    sp.add_argument("--dataset", required=True, help="folder with labels.csv (file,identity)")
+    sp.add_argument("--fmr", type=float, default=1e-3, help="target false-match rate (default 1e-3)")
+    sp.add_argument("--write", help="write the threshold, data set and date into this config file")
+    sp.set_defaults(also=None)
     add("models", cmd_models, "verify every model in the manifest", json_flag=False)
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)

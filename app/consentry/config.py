@@ -6,6 +6,8 @@ rooms). Every field carries a description so ``consentry config check`` can expl
 
 from __future__ import annotations
 
+import json
+import os
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -109,3 +111,39 @@ def load_settings(path: Path | None) -> Settings:
         raise ConfigError(f"config file {path} has schema_version {settings.schema_version}; "
                           f"this Consentry reads {SCHEMA_VERSION}")
     return settings
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def dump_settings(settings: Settings) -> str:
+    """TOML text for ``settings`` (top-level scalars first, then one table per section)."""
+    data = settings.model_dump(exclude_none=True)
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for section, values in data.items():
+        if isinstance(values, dict):
+            lines += ["", f"[{section}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def save_settings(settings: Settings, path: Path) -> None:
+    """Write atomically: a power cut leaves either the old file or the new one, never half."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(dump_settings(settings))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

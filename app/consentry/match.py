@@ -9,6 +9,7 @@ scratch buffer holding the distances is owned here and zeroed before a search re
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -82,6 +83,7 @@ class Gallery:
         self._starts = np.zeros(0, np.intp)  # first row of each subject
         self._scratch = np.zeros(0, np.float32)
         self._per_subject = np.zeros(0, np.float32)
+        self._query = np.zeros(DIM, np.float32)
 
     # -- contents -------------------------------------------------------------------------
     @property
@@ -91,9 +93,9 @@ class Gallery:
     def __len__(self) -> int:
         return int(self._matrix.shape[0])
 
-    def scratch_buffers(self) -> tuple[np.ndarray, np.ndarray]:
+    def scratch_buffers(self) -> tuple[np.ndarray, ...]:
         """The distance buffers a search writes (exposed so tests can prove they are zeroed)."""
-        return self._scratch, self._per_subject
+        return self._scratch, self._per_subject, self._query
 
     def replace(self, templates: Iterable[tuple[str, np.ndarray]]) -> None:
         """Load ``(subject_id, vector)`` pairs, replacing everything held before."""
@@ -141,14 +143,14 @@ class Gallery:
                 v.fill(0)
 
     # -- questions ------------------------------------------------------------------------
-    def _distances(self, query: np.ndarray) -> np.ndarray:
-        """Squared L2 to every row, in the owned scratch buffer: |q|² + |g|² - 2 g·q."""
-        np.matmul(self._matrix, query, out=self._scratch)
-        self._scratch *= -2.0
-        self._scratch += self._sq_norms
-        self._scratch += float(query @ query)
-        np.maximum(self._scratch, 0.0, out=self._scratch)
-        return self._scratch
+    def _partial(self, query: np.ndarray, rows: slice) -> np.ndarray:
+        """|g|² - 2 g·q for ``rows``, in the owned scratch buffer; adding |q|² gives the
+        squared L2 distance. One pass over the matrix: the product with -2q, then the norms."""
+        out = self._scratch[rows]
+        np.multiply(query, -2.0, out=self._query)
+        np.matmul(self._matrix[rows], self._query, out=out)
+        out += self._sq_norms[rows]
+        return out
 
     def _check(self, query: np.ndarray, model: str) -> np.ndarray:
         if model != self.model:
@@ -164,12 +166,19 @@ class Gallery:
         if not self._subjects:
             return UNKNOWN
         try:
-            d2 = self._distances(q)
-            np.minimum.reduceat(d2, self._starts, out=self._per_subject)
-            order = np.argsort(self._per_subject)[:2]
-            best = float(np.sqrt(self._per_subject[order[0]]))
-            second = float(np.sqrt(self._per_subject[order[1]])) if len(order) > 1 else None
-            return self._decide(self._subjects[int(order[0])], best, second, named=False)
+            partial = self._partial(q, slice(None))
+            per = partial
+            if len(self._subjects) != len(self):  # several templates per subject: their minimum
+                per = self._per_subject
+                np.minimum.reduceat(partial, self._starts, out=per)
+            qq = float(q @ q)
+            first = int(np.argmin(per))
+            best = math.sqrt(max(float(per[first]) + qq, 0.0))
+            second = None
+            if per.size > 1:
+                per[first] = np.inf  # scratch: the runner-up is the minimum of the rest
+                second = math.sqrt(max(float(per.min()) + qq, 0.0))
+            return self._decide(self._subjects[first], best, second, named=False)
         finally:
             self.wipe()
 
@@ -181,9 +190,9 @@ class Gallery:
         except ValueError:
             raise UnknownSubject(f"subject {subject} has no templates in the gallery") from None
         try:
-            d2 = self._distances(q)
             end = self._starts[idx + 1] if idx + 1 < len(self._starts) else len(self)
-            best = float(np.sqrt(d2[self._starts[idx]:end].min()))
+            partial = self._partial(q, slice(int(self._starts[idx]), int(end)))
+            best = math.sqrt(max(float(partial.min()) + float(q @ q), 0.0))
             return self._decide(subject, best, None, named=True)
         finally:
             self.wipe()
@@ -197,5 +206,6 @@ class Gallery:
         return UNKNOWN
 
     def wipe(self) -> None:
+        self._query.fill(0)
         self._scratch.fill(0)
         self._per_subject.fill(0)

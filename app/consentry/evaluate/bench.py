@@ -15,6 +15,12 @@ from ..vision.embedder import FaceEmbedder
 from ..vision.landmarks import FaceMesh
 
 
+def stats(samples: list[float]) -> dict:
+    """Median and 90th percentile (ms) of timing samples."""
+    return {"median_ms": round(statistics.median(samples), 3),
+            "p90_ms": round(float(np.percentile(samples, 90)), 3), "runs": len(samples)}
+
+
 def _time(fn: Callable[[], object], runs: int) -> dict:
     fn()  # warm-up: first invoke allocates XNNPACK buffers
     samples = []
@@ -22,8 +28,7 @@ def _time(fn: Callable[[], object], runs: int) -> dict:
         start = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - start) * 1000.0)
-    return {"median_ms": round(statistics.median(samples), 3),
-            "p90_ms": round(float(np.percentile(samples, 90)), 3), "runs": runs}
+    return stats(samples)
 
 
 def bench(image: np.ndarray, runs: int = 100, threads: int = 1, manifest: Manifest | None = None) -> dict:

@@ -102,7 +102,14 @@ class BlazeFaceDetector:
         h, w = rgb.shape[:2]
         scale = self.size / max(h, w)
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        if scale < 0.25:
+            # Area-averaging a large frame straight to 128 px costs ~6 ms on a 2 MP photo;
+            # bilinear to four times the size first, then area 4:1, costs ~0.2 ms.
+            wide = cv2.resize(rgb, (4 * nw, 4 * nh), interpolation=cv2.INTER_LINEAR)
+            resized = cv2.resize(wide, (nw, nh), interpolation=cv2.INTER_AREA)
+            wide.fill(0)
+        else:
+            resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         pad_x, pad_y = (self.size - nw) // 2, (self.size - nh) // 2
         buf = self._input[0]
         buf.fill(0.0)  # black padding, as MediaPipe's letterbox: -1 after scaling below

@@ -1,0 +1,207 @@
+"""`consentry eval` and `consentry calibrate`: our pipeline (and optionally dlib's) on the
+same images, verification and open-set identification figures, and thresholds chosen for
+a stated false-match rate."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import Settings
+from ..match import Gallery, MatchPolicy
+from . import metrics
+from .datasets import Embed, Embedded, PairList, embed_paths, parse_pairs, read_labels
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A named pipeline under evaluation with the threshold it runs at."""
+
+    name: str
+    embed: Embed
+    threshold: float
+    model: str
+
+
+@contextmanager
+def contenders(settings: Settings, embedders: Sequence[str] = (), reference: bool = False) -> Iterator[list[Contender]]:
+    """Our pipeline for the configured embedder (first) and each extra one, then dlib's own."""
+    from ..vision.factory import pipeline_from_config
+    from .datasets import our_embedder
+
+    names = [settings.vision.embedder, *[e for e in embedders if e != settings.vision.embedder]]
+    with ExitStack() as stack:
+        out = []
+        for name in names:
+            vision = settings.vision.model_copy(update={"embedder": name})
+            pipeline = stack.enter_context(pipeline_from_config(vision, settings.quality))
+            out.append(Contender(f"consentry {name}", our_embedder(pipeline), settings.match.threshold, name))
+        if reference:
+            from .reference import DlibReference
+
+            ref = DlibReference()
+            out.append(Contender(f"dlib {ref.version} via {ref.name}", ref.embedder(), 0.6, "dlib"))
+        yield out
+
+
+@dataclass(frozen=True)
+class DatasetOptions:
+    """impostors: size of the seeded impostor-pair sample. enrol_fraction / enrol_k: share of
+    identities enrolled for open-set identification and images enrolled per identity."""
+
+    seed: int = 0
+    impostors: int = 20000
+    enrol_fraction: float = 0.5
+    enrol_k: int = 3
+    margin: float = 0.0
+
+
+def _pair_distances(emb: Embedded, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    d = np.linalg.norm(emb.vectors[a] - emb.vectors[b], axis=1).astype(np.float64)
+    return d, emb.ok[a] & emb.ok[b]
+
+
+def _fta(emb: Embedded, valid: np.ndarray) -> dict:
+    failed = int((~emb.ok).sum())
+    return {"images": failed, **emb.failures, "pairs": int((~valid).sum()), "of_images": int(emb.ok.size)}
+
+
+def _verification(emb: Embedded, pairs: PairList, threshold: float, balanced: np.ndarray | None = None,
+                  curve: list | None = None) -> dict:
+    d, valid = _pair_distances(emb, pairs.a, pairs.b)
+    if curve is not None:  # kept in memory for --plot only
+        curve.extend([d[valid & pairs.same], d[valid & ~pairs.same]])
+    subset = np.ones(d.size, bool) if balanced is None else balanced
+    report = metrics.verification_report(d[subset], pairs.same[subset], valid[subset], pairs.fold[subset],
+                                         threshold)
+    if balanced is not None:  # ROC figures use every sampled impostor, accuracy a balanced subset
+        gen, imp = d[valid & pairs.same], d[valid & ~pairs.same]
+        report.update(tar_at_far={"1e-2": metrics.tar_at_far(gen, imp, 1e-2),
+                                  "1e-3": metrics.tar_at_far(gen, imp, 1e-3)},
+                      eer=round(metrics.eer(gen, imp), 4), auc=round(metrics.auc(gen, imp), 5),
+                      roc_impostor_pairs=int(imp.size))
+    report["failures_to_acquire"] = _fta(emb, valid)
+    return report
+
+
+def _each(contenders: Sequence[Contender], paths: Sequence[Path], quiet: bool,
+          report: Callable[[Contender, Embedded], dict]) -> dict:
+    """Embed the same images with every contender and report; the first is the headline."""
+    results = {}
+    for c in contenders:
+        emb = embed_paths(c.embed, paths, c.name, quiet=quiet)
+        results[c.name] = {"pipeline": c.name, **report(c, emb)}
+    first, *rest = results.values()
+    return {**first, "compared": {r["pipeline"]: r for r in rest}} if rest else first
+
+
+def eval_pairs(pairs_file: Path, root: Path, contenders: Sequence[Contender], quiet: bool = False,
+               curves: dict | None = None) -> dict:
+    """``curves``, when given, receives name → (genuine, impostor) distances for a plot."""
+    pairs = parse_pairs(pairs_file, root)
+
+    def report(c: Contender, emb: Embedded) -> dict:
+        curve = None if curves is None else curves.setdefault(c.name, [])
+        return _verification(emb, pairs, c.threshold, curve=curve)
+
+    return _each(contenders, pairs.paths, quiet, report)
+
+
+def dataset_pairs(identities: Sequence[str], opts: DatasetOptions) -> tuple[PairList, np.ndarray]:
+    """All genuine pairs plus a seeded impostor sample; the mask marks a balanced subset."""
+    ids = np.asarray(identities)
+    i, j = np.triu_indices(len(ids), k=1)
+    same = ids[i] == ids[j]
+    rng = np.random.default_rng(opts.seed)
+    gen_idx = np.flatnonzero(same)
+    imp_idx = rng.permutation(np.flatnonzero(~same))[:opts.impostors]
+    chosen = np.concatenate([gen_idx, imp_idx])
+    balanced = np.zeros(chosen.size, bool)
+    balanced[:gen_idx.size + min(gen_idx.size, imp_idx.size)] = True
+    folds = rng.permutation(chosen.size) % 10
+    pairs = PairList([], i[chosen], j[chosen], same[chosen], folds)
+    return pairs, balanced
+
+
+def open_set(emb: Embedded, identities: Sequence[str], contender: Contender, opts: DatasetOptions) -> dict:
+    """Enrol k images of a seeded share of identities; probe with everything else."""
+    ids = np.asarray(identities)
+    rng = np.random.default_rng(opts.seed + 1)
+    names = sorted(set(ids))
+    enrolled = set(rng.permutation(names)[: max(1, int(round(len(names) * opts.enrol_fraction)))])
+    gallery = Gallery(contender.model, MatchPolicy(contender.threshold, opts.margin))
+    templates, mated_idx = [], []
+    for name in sorted(enrolled):
+        rows = [r for r in rng.permutation(np.flatnonzero((ids == name) & emb.ok))]
+        templates += [(name, emb.vectors[r]) for r in rows[:opts.enrol_k]]
+        mated_idx += rows[opts.enrol_k:]
+    gallery.replace(templates)
+    nonmated_idx = [r for r in np.flatnonzero(emb.ok) if ids[r] not in enrolled]
+    subjects = [s for s, _ in templates]
+    matrix = np.stack([v for _, v in templates])
+
+    def nearest(r: int) -> tuple[str, float]:
+        d = np.linalg.norm(matrix - emb.vectors[r], axis=1)
+        k = int(np.argmin(d))
+        return subjects[k], float(d[k])
+
+    mated = [(str(ids[r]), *nearest(r)) for r in mated_idx]
+    nonmated = np.array([nearest(r)[1] for r in nonmated_idx])
+    report = metrics.open_set_report(mated, nonmated)
+    decisions_m = [gallery.identify(emb.vectors[r], contender.model) for r in mated_idx]
+    decisions_n = [gallery.identify(emb.vectors[r], contender.model) for r in nonmated_idx]
+    report["at_configured_policy"] = {
+        "threshold": contender.threshold, "margin": opts.margin,
+        "correct_match_rate": round(float(np.mean([d.subject == ids[r] for d, r in
+                                                   zip(decisions_m, mated_idx, strict=True)])), 4),
+        "wrong_subject_rate": round(float(np.mean([d.matched and d.subject != ids[r] for d, r in
+                                                   zip(decisions_m, mated_idx, strict=True)])), 4),
+        "stranger_false_match_rate": round(float(np.mean([d.matched for d in decisions_n])), 4),
+    }
+    report.update(enrolled_identities=len(enrolled), templates=len(templates),
+                  failed_images_excluded=int((~emb.ok).sum()))
+    gallery.close()
+    return report
+
+
+def eval_dataset(folder: Path, contenders: Sequence[Contender], opts: DatasetOptions, quiet: bool = False,
+                 curves: dict | None = None) -> dict:
+    rows = read_labels(folder)
+    paths, identities = [p for p, _ in rows], [i for _, i in rows]
+    pairs, balanced = dataset_pairs(identities, opts)
+
+    def report(c: Contender, emb: Embedded) -> dict:
+        curve = None if curves is None else curves.setdefault(c.name, [])
+        return {**_verification(emb, pairs, c.threshold, balanced, curve),
+                "open_set": open_set(emb, identities, c, opts)}
+
+    return {"dataset": Path(folder).name, **_each(contenders, paths, quiet, report)}
+
+
+def calibrate(folder: Path, contender: Contender, fmr: float, quiet: bool = False) -> dict:
+    """The threshold for ``fmr`` from every genuine and impostor pair of a labelled folder."""
+    rows = read_labels(folder)
+    emb = embed_paths(contender.embed, [p for p, _ in rows], contender.name, quiet=quiet)
+    ids = np.asarray([i for _, i in rows])[emb.ok]
+    vecs = emb.vectors[emb.ok]
+    i, j = np.triu_indices(len(ids), k=1)
+    d = np.linalg.norm(vecs[i] - vecs[j], axis=1)
+    same = ids[i] == ids[j]
+    gen, imp = d[same], d[~same]
+    threshold = metrics.threshold_for_fmr(imp, fmr)
+    min_fmr = metrics.rule_of_three(int(imp.size))
+    return {
+        "dataset": Path(folder).name, "embedder": contender.model, "date": dt.date.today().isoformat(),
+        "fmr": fmr, "threshold": round(threshold, 4),
+        "fnmr": round(1.0 - metrics.rate_at_or_below(gen, threshold), 4),
+        "measured_fmr": round(metrics.rate_at_or_below(imp, threshold), 6),
+        "genuine_comparisons": int(gen.size), "impostor_comparisons": int(imp.size),
+        "identities": int(len(set(ids))), "min_supported_fmr": min_fmr,
+        "supported": min_fmr is not None and fmr >= min_fmr,
+        "failures_to_acquire": {"images": int((~emb.ok).sum()), **emb.failures},
+    }
