@@ -12,14 +12,15 @@ import numpy as np
 
 
 def threshold_for_fmr(impostor: np.ndarray, fmr: float) -> float:
-    """Largest threshold whose false-match rate on ``impostor`` distances is <= ``fmr``."""
+    """Largest threshold, rounded down to 1e-4, whose false-match rate on ``impostor``
+    distances is <= ``fmr``. Rounding down keeps the figure safe in float32 and in config."""
     imp = np.sort(np.asarray(impostor, np.float64))
     if imp.size == 0:
         raise ValueError("no impostor comparisons")
     allowed = int(math.floor(fmr * imp.size + 1e-9))
     if allowed >= imp.size:
-        return float(imp[-1])
-    return float(np.nextafter(imp[allowed], -np.inf))
+        return math.floor(float(imp[-1]) * 1e4) / 1e4
+    return math.floor((float(imp[allowed]) - 1e-6) * 1e4) / 1e4
 
 
 def rate_at_or_below(values: np.ndarray, threshold: float) -> float:

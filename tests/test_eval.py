@@ -1,0 +1,98 @@
+"""`consentry eval`, `calibrate` and `bench` end to end on real models and real faces.
+
+The shared data is read in place; the LFW-layout folder is made of symlinks in a temporary
+directory, so nothing of it is copied. Slow full-set runs are marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+
+import cv2
+import pytest
+from consentry.cli import main
+from consentry.evaluate.datasets import parse_pairs
+
+from tests.conftest import labelled
+
+KEYS = {"accuracy_10fold", "accuracy_at_threshold", "threshold", "tar_at_far", "eer", "auc",
+        "failures_to_acquire", "pairs"}
+
+
+def run_json(capsys, *argv: str) -> dict:
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def lfw_layout(tmp_path: Path, rows: list[tuple[Path, str]]) -> tuple[Path, Path]:
+    """Symlink images as ROOT/name/name_000n.jpg and write a 2-fold pairs file."""
+    root = tmp_path / "lfw"
+    by_id: dict[str, list[Path]] = {}
+    for path, ident in rows:
+        by_id.setdefault(ident, []).append(path)
+    for ident, paths in by_id.items():
+        (root / ident).mkdir(parents=True)
+        for n, p in enumerate(paths, 1):
+            os.symlink(p, root / ident / f"{ident}_{n:04d}.jpg")
+    names = sorted(i for i, p in by_id.items() if len(p) >= 2)
+    same = [f"{n} 1 2" for n in names]
+    diff = [f"{a} 1 {b} 1" for a, b in zip(names, names[1:] + names[:1], strict=True)]
+    half = len(same) // 2
+    lines = [f"2 {half}"] + same[:half] + diff[:half] + same[half:2 * half] + diff[half:2 * half]
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("\n".join(lines) + "\n")
+    return pairs, root
+
+
+def test_pairs_parser_reads_lfw_format(tmp_path):
+    f = tmp_path / "pairs.txt"
+    f.write_text("2 1\nAl 1 2\nAl 1 Bo 3\nBo 1 3\nAl 2 Bo 1\n")
+    pairs = parse_pairs(f, tmp_path)
+    assert list(pairs.same) == [True, False, True, False] and list(pairs.fold) == [0, 0, 1, 1]
+    assert pairs.paths[0] == tmp_path / "Al" / "Al_0001.jpg"
+
+
+def test_eval_pairs_on_real_faces_with_an_unreadable_image(faces_dir, tmp_path, capsys):
+    pairs, root = lfw_layout(tmp_path, labelled(faces_dir / "celeba")[:200])
+    first = sorted(root.iterdir())[0]
+    broken = first / f"{first.name}_0001.jpg"
+    broken.unlink()
+    broken.write_bytes(b"not a jpeg")
+    plot = tmp_path / "roc.png"
+    result = run_json(capsys, "eval", "--pairs", str(pairs), "--root", str(root), "--json", "--plot", str(plot))
+    assert result.keys() >= KEYS
+    assert set(result["tar_at_far"]) == {"1e-2", "1e-3"}
+    assert result["failures_to_acquire"]["unreadable"] == 1 and result["failed_pairs"] >= 1
+    assert result["accuracy_10fold"]["mean"] > 0.7  # 20-odd noisy CelebA pairs: a smoke test
+    assert cv2.imread(str(plot)) is not None
+
+
+def test_eval_dataset_reports_verification_and_open_set(faces_dir, capsys):
+    result = run_json(capsys, "eval", "--dataset", str(faces_dir / "deepface"), "--json")
+    assert result.keys() >= KEYS
+    assert result["accuracy_10fold"]["mean"] >= 0.97
+    assert result["failures_to_acquire"]["images"] == 0
+    open_set = result["open_set"]
+    assert open_set["rank1"] >= 0.95 and open_set["nonmated_probes"] > 0
+    assert {"1e-2", "1e-3"} == set(open_set["dir_at_fpir"])
+
+
+def test_calibrate_writes_threshold_with_provenance(faces_dir, tmp_path, capsys):
+    config = tmp_path / "consentry.toml"
+    result = run_json(capsys, "calibrate", "--dataset", str(faces_dir / "deepface"), "--fmr", "1e-2",
+                      "--json", "--write", str(config))
+    assert result["measured_fmr"] <= 1e-2 and result["supported"]
+    assert result["min_supported_fmr"] == pytest.approx(3 / result["impostor_comparisons"])
+    written = tomllib.loads(config.read_text())["match"]
+    assert written["threshold"] == result["threshold"] and written["calibrated_on"] == "deepface"
+    assert written["target_fmr"] == 1e-2 and written["calibrated_at"] == result["date"]
+    assert main(["config", "check", str(config)]) == 0
+
+
+@pytest.mark.slow
+def test_celeba_accuracy_matches_the_shared_baseline(faces_dir, capsys):
+    result = run_json(capsys, "eval", "--dataset", str(faces_dir / "celeba"), "--json")
+    assert result["accuracy_10fold"]["mean"] >= 0.95
