@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 DATA ?= ../shared/data/faces
 
-.PHONY: run test lint models bench eval clean
+.PHONY: run test lint models peer bench eval clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,12 +39,20 @@ models: $(STAMP)
 	$(PY) models/recipe/build_reference.py
 	$(PY) models/recipe/build_manifest.py
 
-bench: $(STAMP)
-	$(VENV)/bin/consentry bench --json
+# dlib's own pipeline for side-by-side comparisons (see pyproject's peer extra).
+peer: $(STAMP)
+	$(PY) -m pip install -q -e '.[peer,test]'
+	$(PY) -m pip install -q --no-deps face-recognition==1.3.0
 
-# Slow evaluations over the whole shared data set.
-eval: $(STAMP)
+bench: peer
+	$(VENV)/bin/consentry bench --images $(DATA)/deepface --vs face_recognition --gallery-size 100000 --json
+
+# Slow evaluations over the whole shared data set, ours beside dlib's own pipeline.
+eval: peer
 	$(VENV)/bin/consentry detect-rate --data $(DATA) --json
+	$(VENV)/bin/consentry eval --dataset $(DATA)/celeba --reference dlib --also float16
+	$(VENV)/bin/consentry eval --dataset $(DATA)/deepface --reference dlib --also float16
+	$(VENV)/bin/consentry calibrate --dataset $(DATA)/celeba --fmr 1e-3 --gallery-size 10
 	$(PY) -m pytest -q -m slow
 
 clean:

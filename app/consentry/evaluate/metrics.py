@@ -134,10 +134,10 @@ def open_set_report(mated: list[tuple[str, str | None, float]], nonmated: np.nda
     correct = np.array([t == n for t, n, _ in mated], bool)
     dist = np.array([d for _, _, d in mated], np.float64)
     out: dict = {"mated_probes": len(mated), "nonmated_probes": int(nonmated.size),
-                 "rank1": round(float(correct.mean()) if correct.size else 0.0, 4), "dir_at_fpir": {}}
+                 "rank1": round(float(correct.mean()), 4) if correct.size else None, "dir_at_fpir": {}}
     for label, fpir in (("1e-2", 1e-2), ("1e-3", 1e-3)):
         t = threshold_for_fmr(nonmated, fpir)
-        rate = float(np.mean(correct & (dist <= t))) if correct.size else 0.0
-        out["dir_at_fpir"][label] = {"dir": round(rate, 4), "threshold": round(t, 4),
+        rate = round(float(np.mean(correct & (dist <= t))), 4) if correct.size else None
+        out["dir_at_fpir"][label] = {"dir": rate, "threshold": round(t, 4),
                                      "supported": nonmated.size * fpir >= 3.0}
     return out

@@ -128,6 +128,11 @@ def dataset_pairs(identities: Sequence[str], opts: DatasetOptions) -> tuple[Pair
     return pairs, balanced
 
 
+def _rate(flags: list[bool]) -> float | None:
+    """Share of True, or None when there was nothing to count (JSON has no NaN)."""
+    return round(float(np.mean(flags)), 4) if flags else None
+
+
 def open_set(emb: Embedded, identities: Sequence[str], contender: Contender, opts: DatasetOptions) -> dict:
     """Enrol k images of a seeded share of identities; probe with everything else."""
     ids = np.asarray(identities)
@@ -155,13 +160,12 @@ def open_set(emb: Embedded, identities: Sequence[str], contender: Contender, opt
     report = metrics.open_set_report(mated, nonmated)
     decisions_m = [gallery.identify(emb.vectors[r], contender.model) for r in mated_idx]
     decisions_n = [gallery.identify(emb.vectors[r], contender.model) for r in nonmated_idx]
+    truth_m = [str(ids[r]) for r in mated_idx]
     report["at_configured_policy"] = {
         "threshold": contender.threshold, "margin": opts.margin,
-        "correct_match_rate": round(float(np.mean([d.subject == ids[r] for d, r in
-                                                   zip(decisions_m, mated_idx, strict=True)])), 4),
-        "wrong_subject_rate": round(float(np.mean([d.matched and d.subject != ids[r] for d, r in
-                                                   zip(decisions_m, mated_idx, strict=True)])), 4),
-        "stranger_false_match_rate": round(float(np.mean([d.matched for d in decisions_n])), 4),
+        "correct_match_rate": _rate([d.subject == t for d, t in zip(decisions_m, truth_m, strict=True)]),
+        "wrong_subject_rate": _rate([d.matched and d.subject != t for d, t in zip(decisions_m, truth_m, strict=True)]),
+        "stranger_false_match_rate": _rate([d.matched for d in decisions_n]),
     }
     report.update(enrolled_identities=len(enrolled), templates=len(templates),
                   failed_images_excluded=int((~emb.ok).sum()))
