@@ -36,7 +36,7 @@ def test_compare_same_image_matches(capsys, astronaut_file):
     code, out, _ = _run(capsys, "compare", str(astronaut_file), str(astronaut_file), "--json")
     doc = json.loads(out)
     assert code == 0 and doc["match"] is True and doc["distance"] < 0.05
-    assert doc["model"] == "dlib_resnet_v1_int8" and doc["threshold"] == Settings().match.threshold
+    assert doc["model"] == "dlib_resnet_v1_int8+flip" and doc["threshold"] == Settings().match.threshold
 
 
 def test_compare_without_a_face_fails_clearly(capsys, astronaut_file, tmp_path):

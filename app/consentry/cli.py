@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, cli_vault
 from .config import Settings, load_settings
 from .errors import ConfigError, ConsentryError
 
@@ -181,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="consentry", description="Consent-first face recognition appliance")
     p.add_argument("--version", action="version", version=f"consentry {__version__}")
     p.add_argument("--config", type=Path, default=None, help="TOML config file (default: built-in defaults)")
+    p.add_argument("--home", type=Path, default=None,
+                   help="data directory (default: $CONSENTRY_HOME, else ~/.local/share/consentry)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -232,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--write", help="write the threshold, data set and date into this config file")
     sp.set_defaults(also=None)
     add("models", cmd_models, "verify every model in the manifest", json_flag=False)
+    cli_vault.add_commands(sub, lambda fn: lambda args: fn(args, _settings(args)))
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     chk = cfg_sub.add_parser("check", help="validate a config file")

@@ -47,3 +47,27 @@ class NoFaceError(ConsentryError, LookupError):
 
 class CameraError(ConsentryError, RuntimeError):
     """A frame source failed (unplugged, stalled, unreadable)."""
+
+
+class VaultError(ConsentryError, RuntimeError):
+    """The template store could not be opened, read or written."""
+
+
+class KeyUnavailable(VaultError):
+    """The master key could not be obtained (missing file, unsafe permissions, no passphrase)."""
+
+
+class WrongKey(VaultError):
+    """The master key does not open this vault."""
+
+
+class TemplateIntegrityError(VaultError):
+    """A stored blob failed authentication: tampered, corrupted, or copied from another row."""
+
+
+class ConsentMissing(ConsentryError, PermissionError):
+    """Enrolment without a complete consent record is refused."""
+
+
+class SubjectNotFound(ConsentryError, LookupError):
+    """No subject with that pseudonymous id exists (never enrolled, revoked, or purged)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -72,11 +72,20 @@ class Gallery:
 
     A gallery holds templates of one embedder model only. It lives in memory while the
     appliance runs; :meth:`remove` and :meth:`close` zero the rows they drop.
+
+    transform: the deployment's secret (128, 128) orthogonal matrix the stored templates were
+    multiplied by; queries are multiplied by it too (distances are unchanged).
+    still_enrolled: asked before any match is reported, so a subject revoked elsewhere never
+    matches from a stale gallery.
     """
 
-    def __init__(self, model: str, policy: MatchPolicy | None = None) -> None:
+    def __init__(self, model: str, policy: MatchPolicy | None = None, *, transform: np.ndarray | None = None,
+                 still_enrolled: Callable[[str], bool] | None = None) -> None:
         self.model = model
         self.policy = policy or MatchPolicy()
+        self.transform = None if transform is None else np.ascontiguousarray(transform, np.float32)
+        self.still_enrolled = still_enrolled
+        self._transformed = np.zeros(DIM, np.float32)
         self._matrix = np.zeros((0, DIM), np.float32)
         self._sq_norms = np.zeros(0, np.float32)
         self._subjects: list[str] = []       # one per subject, in row-group order
@@ -95,7 +104,7 @@ class Gallery:
 
     def scratch_buffers(self) -> tuple[np.ndarray, ...]:
         """The distance buffers a search writes (exposed so tests can prove they are zeroed)."""
-        return self._scratch, self._per_subject, self._query
+        return self._scratch, self._per_subject, self._query, self._transformed
 
     def replace(self, templates: Iterable[tuple[str, np.ndarray]]) -> None:
         """Load ``(subject_id, vector)`` pairs, replacing everything held before."""
@@ -129,6 +138,7 @@ class Gallery:
                 for s, a, b in zip(self._subjects, self._starts, ends, strict=True)}
 
     def _rebuild(self, groups: dict[str, list[np.ndarray]]) -> None:
+        self.wipe()  # the scratch buffers are replaced below; never drop one holding distances
         old = self._matrix
         rows = [v for vecs in groups.values() for v in vecs]
         self._matrix = np.ascontiguousarray(np.stack(rows) if rows else np.zeros((0, DIM)), np.float32)
@@ -158,6 +168,9 @@ class Gallery:
         q = np.asarray(query, np.float32).reshape(-1)
         if q.shape != (DIM,):
             raise ValueError(f"query must be a {DIM}-D vector, got {q.shape}")
+        if self.transform is not None:
+            np.matmul(self.transform, q, out=self._transformed)
+            return self._transformed
         return q
 
     def identify(self, query: np.ndarray, model: str) -> Decision:
@@ -184,11 +197,10 @@ class Gallery:
 
     def verify(self, query: np.ndarray, model: str, subject: str) -> Decision:
         """1:1: is this face the claimed subject? The distance is reported for the claim."""
+        if subject not in self._subjects or not self._enrolled(subject):
+            raise UnknownSubject(f"subject {subject} has no templates in the gallery")
+        idx = self._subjects.index(subject)
         q = self._check(query, model)
-        try:
-            idx = self._subjects.index(subject)
-        except ValueError:
-            raise UnknownSubject(f"subject {subject} has no templates in the gallery") from None
         try:
             end = self._starts[idx + 1] if idx + 1 < len(self._starts) else len(self)
             partial = self._partial(q, slice(int(self._starts[idx]), int(end)))
@@ -197,15 +209,48 @@ class Gallery:
         finally:
             self.wipe()
 
+    def _enrolled(self, subject: str) -> bool:
+        if self.still_enrolled is None or self.still_enrolled(subject):
+            return True
+        log.info("subject %s was revoked elsewhere; dropping it from the gallery", subject)
+        self.remove(subject)
+        return False
+
     def _decide(self, subject: str, best: float, second: float | None, *, named: bool) -> Decision:
         policy = self.policy
         if best <= policy.threshold and (second is None or second - best >= policy.margin):
+            if not named and not self._enrolled(subject):
+                return UNKNOWN
             return Decision("match", subject, round(best, 4))
         if named:
             return Decision("unknown", subject, round(best, 4))
         return UNKNOWN
 
     def wipe(self) -> None:
+        self._transformed.fill(0)
         self._query.fill(0)
         self._scratch.fill(0)
         self._per_subject.fill(0)
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedGallery:
+    """A gallery from the vault, plus the templates that failed authentication and the
+    subjects that have only other embedders' templates (they need re-enrolment)."""
+
+    gallery: Gallery
+    damaged: list[str]
+    other_models: list[str]
+
+
+def gallery_from_vault(vault, model: str, policy: MatchPolicy, purpose: str | None = None) -> LoadedGallery:
+    """Load ``model``'s templates; the gallery drops revoked subjects at once (in this process
+    via the vault's revoke callback, from any other process via ``still_enrolled``)."""
+    templates = vault.load_templates(model, purpose)
+    gallery = Gallery(model, policy, transform=vault.transform, still_enrolled=vault.exists)
+    try:
+        gallery.replace(templates.templates)
+    finally:
+        templates.wipe()
+    vault.on_revoke(gallery.remove)
+    return LoadedGallery(gallery, templates.damaged, templates.other_models)

@@ -79,6 +79,6 @@ def recognizer_from_settings(settings: Settings, gallery: Gallery | None = None)
     from ..vision.factory import tracker_from_settings
 
     tracker = tracker_from_settings(settings)
-    gallery = gallery or Gallery(settings.vision.embedder, policy_from_config(settings.match))
+    gallery = gallery or Gallery(tracker.pipeline.embedder.name, policy_from_config(settings.match))
     cfg = settings.tracking
     return Recognizer(tracker, gallery, EvidenceOptions(cfg.evidence_k, cfg.evidence_n))

@@ -40,7 +40,8 @@ def contenders(settings: Settings, embedders: Sequence[str] = (), reference: boo
         for name in names:
             vision = settings.vision.model_copy(update={"embedder": name})
             pipeline = stack.enter_context(pipeline_from_config(vision, settings.quality))
-            out.append(Contender(f"consentry {name}", our_embedder(pipeline), settings.match.threshold, name))
+            model = pipeline.embedder.name
+            out.append(Contender(f"consentry {model}", our_embedder(pipeline), settings.match.threshold, model))
         if reference:
             from .reference import DlibReference
 

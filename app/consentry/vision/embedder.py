@@ -16,9 +16,14 @@ class FaceEmbedder:
 
     The float models take float32 pixels 0..255, the int8 model uint8 pixels with scale 1.0
     and zero point 0; both get the chip's values unchanged.
+
+    With ``flip`` the descriptor is the mean of the chip's and its mirror image's, which
+    measured TAR at FAR 1e-3 0.809 -> 0.833 on the shared CelebA set for one more invoke.
+    Flipped descriptors live in another space: the name gains ``+flip`` so templates of the
+    two kinds are never compared.
     """
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, flip: bool = False) -> None:
         self.model = model
         spec = model.inputs[0]
         if spec.shape != (1, CHIP_SIZE, CHIP_SIZE, 3):
@@ -26,7 +31,9 @@ class FaceEmbedder:
         if spec.dtype == np.uint8 and (spec.scale, spec.zero_point) not in ((1.0, 0), (0.0, 0)):
             raise ValueError(f"{model.entry.name} uint8 input must have scale 1 and zero point 0")
         self._input = np.zeros(spec.shape, dtype=spec.dtype)
-        self.name = model.entry.name
+        self.flip = flip
+        self.name = model.entry.name + ("+flip" if flip else "")
+        self._mirror_out = np.zeros(EMBEDDING_DIM, np.float32)
         self._scrub_out = np.zeros(EMBEDDING_DIM, np.float32)
         self._dirty = False
 
@@ -42,8 +49,14 @@ class FaceEmbedder:
         np.copyto(self._input[0], chip, casting="unsafe")
         try:
             self.model.run(self._input, out=out)
+            if self.flip:
+                np.copyto(self._input[0], chip[:, ::-1], casting="unsafe")
+                self.model.run(self._input, out=self._mirror_out)
+                out += self._mirror_out
+                out *= 0.5
         finally:
             self._input.fill(0)
+            self._mirror_out.fill(0)
         self._dirty = True
         return Embedding(vector=out, model=self.name)
 

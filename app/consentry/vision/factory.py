@@ -11,7 +11,7 @@ from .tracking import FaceTracker, TrackingOptions
 
 def pipeline_from_config(cfg: VisionConfig, quality: QualityConfig | None = None) -> FacePipeline:
     options = VisionOptions(
-        detector=cfg.detector, landmarks=cfg.landmarks, embedder=cfg.embedder, threads=cfg.threads,
+        detector=cfg.detector, landmarks=cfg.landmarks, embedder=cfg.embedder, flip=cfg.flip, threads=cfg.threads,
         runtime=cfg.runtime,
         detector_options=DetectorOptions(min_score=cfg.min_detection_score, max_faces=cfg.max_faces),
         quality=QualityOptions(**(quality or QualityConfig()).model_dump()),

@@ -26,6 +26,7 @@ class VisionOptions:
     detector: str = "blazeface_short_range"
     landmarks: str = "face_mesh"
     embedder: str = "dlib_resnet_v1_int8"
+    flip: bool = True
     threads: int = 1
     runtime: RuntimeName = "auto"
     detector_options: DetectorOptions = DetectorOptions()
@@ -56,7 +57,7 @@ class FacePipeline:
         self._models: list[Model] = []
         self.detector = BlazeFaceDetector(self._open(opts.detector, "detector"), opts.detector_options)
         self.mesh = FaceMesh(self._open(opts.landmarks, "landmarks"))
-        self.embedder = FaceEmbedder(self._open(opts.embedder, "embedder"))
+        self.embedder = FaceEmbedder(self._open(opts.embedder, "embedder"), flip=opts.flip)
         self.quality = QualityGate(opts.quality)
         self.chip = np.zeros((CHIP_SIZE, CHIP_SIZE, 3), dtype=np.uint8)
         self.vectors = np.zeros((opts.detector_options.max_faces, EMBEDDING_DIM), dtype=np.float32)

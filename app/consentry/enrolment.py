@@ -1,0 +1,71 @@
+"""Still-image lifecycle steps shared by the CLI and the kiosk: templates for enrolment
+(exactly one good face per image) and identification of every face in a photo."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ImageError
+from .match import Gallery
+from .vision.image_io import read_image
+from .vision.pipeline import FacePipeline
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An image not used for enrolment and why: unreadable, no_face, several_faces, or the
+    quality gates' reason codes joined by '+'."""
+
+    image: str
+    reason: str
+
+
+def enrolment_templates(pipeline: FacePipeline, images: Sequence[Path]) -> tuple[list[np.ndarray], list[Rejected]]:
+    """Embeddings (copies, for the vault to encrypt) of images holding exactly one good face."""
+    vectors: list[np.ndarray] = []
+    rejected: list[Rejected] = []
+    for path in images:
+        try:
+            rgb = read_image(path)
+        except ImageError:
+            rejected.append(Rejected(str(path), "unreadable"))
+            continue
+        try:
+            faces = pipeline.faces(rgb)
+            if len(faces) != 1:
+                rejected.append(Rejected(str(path), "no_face" if not faces else "several_faces"))
+                continue
+            quality = pipeline.assess(rgb, faces[0])
+            if not quality.ok:
+                rejected.append(Rejected(str(path), "+".join(quality.reasons)))
+                continue
+            vectors.append(pipeline.embed(rgb, faces[0]).vector.copy())
+        finally:
+            pipeline.wipe()
+            rgb.fill(0)
+    return vectors, rejected
+
+
+def identify_image(pipeline: FacePipeline, gallery: Gallery, path: Path) -> list[dict]:
+    """Per face: ``box``, ``decision`` (match | unknown), ``subject`` or None, ``distance`` (only
+    for a match) and ``quality`` (gates failed; a gated face is unknown and never embedded)."""
+    rgb = read_image(path)
+    out = []
+    try:
+        for slot, face in enumerate(pipeline.faces(rgb)):
+            quality = pipeline.assess(rgb, face)
+            entry = {"box": [round(v, 1) for v in face.detection.box], "decision": "unknown",
+                     "subject": None, "distance": None, "quality": list(quality.reasons)}
+            if quality.ok:
+                emb = pipeline.embed(rgb, face, slot=slot)
+                decision = gallery.identify(emb.vector, emb.model)
+                entry.update(decision=decision.decision, subject=decision.subject, distance=decision.distance)
+            out.append(entry)
+    finally:
+        pipeline.wipe()
+        rgb.fill(0)
+    return out

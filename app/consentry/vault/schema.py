@@ -1,0 +1,88 @@
+"""The SQLite schema, its migrations, and the connection settings every open applies."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from ..errors import VaultError
+
+SCHEMA_VERSION = 1
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+    CREATE TABLE subjects (
+        id TEXT PRIMARY KEY,
+        name_ct BLOB NOT NULL,
+        wrapped_key BLOB NOT NULL,
+        purposes TEXT NOT NULL,
+        identify_opt_in INTEGER NOT NULL DEFAULT 0,
+        created TEXT NOT NULL,
+        last_seen TEXT,
+        consent_id TEXT NOT NULL,
+        consent_version TEXT NOT NULL,
+        consent_sha256 TEXT NOT NULL,
+        consent_given_at TEXT NOT NULL,
+        consent_method TEXT NOT NULL,
+        witnessed_by TEXT NOT NULL,
+        retention_days INTEGER NOT NULL,
+        age_statement TEXT NOT NULL
+    );
+    CREATE TABLE templates (
+        id TEXT PRIMARY KEY,
+        subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+        model TEXT NOT NULL,
+        ct BLOB NOT NULL,
+        created TEXT NOT NULL
+    );
+    CREATE INDEX templates_subject ON templates(subject_id);
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        ts TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT,
+        detail TEXT NOT NULL,
+        prev TEXT NOT NULL,
+        mac TEXT NOT NULL
+    );
+    """,
+}
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """WAL, secure_delete (deleted rows are overwritten), full fsync, foreign keys on."""
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA secure_delete=ON")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+    except sqlite3.DatabaseError as exc:
+        raise VaultError(f"cannot open the template store {path}: {exc}") from exc
+    return conn
+
+
+def version(conn: sqlite3.Connection) -> int:
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+    if not exists:
+        return 0
+    row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Apply every migration above the store's version, each in its own transaction."""
+    current = version(conn)
+    if current > SCHEMA_VERSION:
+        raise VaultError(f"template store {path} has schema {current}; this Consentry reads up to {SCHEMA_VERSION}")
+    for target in range(current + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in filter(str.strip, MIGRATIONS[target].split(";")):
+                conn.execute(statement)
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (target,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise

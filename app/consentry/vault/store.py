@@ -1,0 +1,394 @@
+"""The consent vault: the only room that touches the database and the keys.
+
+Subjects are random pseudonymous ids. Each has a data key (wrapped by the device master
+key) that encrypts its display name and its templates with AES-256-GCM; the associated data
+binds every blob to its row. Templates are multiplied by the deployment's secret orthogonal
+transform before they are stored, so templates of one face on two deployments cannot be
+linked. Revoking deletes the wrapped key, the templates and the record, overwrites them
+(secure_delete) and truncates the WAL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SubjectNotFound, TemplateIntegrityError, VaultError, WrongKey
+from . import crypto, schema
+from .audit import AuditLog
+from .consent import MAX_RETENTION_DAYS, ConsentRecord
+from .keys import KeyFile, KeyProvider
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "consentry.db"
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def _aad_key(subject: str) -> str:
+    return f"consentry:data-key:v{schema.SCHEMA_VERSION}:{subject}"
+
+
+def _aad_name(subject: str) -> str:
+    return f"consentry:name:v{schema.SCHEMA_VERSION}:{subject}"
+
+
+def _aad_template(subject: str, template: str, model: str) -> str:
+    return f"consentry:template:v{schema.SCHEMA_VERSION}:{subject}:{template}:{model}"
+
+
+@dataclass(frozen=True)
+class SubjectInfo:
+    """A subject as listed: pseudonymous id, purposes, dates (ISO 8601 UTC), template models;
+    ``name`` only when explicitly asked for."""
+
+    id: str
+    purposes: tuple[str, ...]
+    created: str
+    last_seen: str | None
+    expires: str
+    models: tuple[str, ...]
+    identify_opt_in: bool
+    name: str | None = None
+
+    def as_json(self) -> dict:
+        out = {"id": self.id, "purposes": list(self.purposes), "created": self.created,
+               "last_seen": self.last_seen, "expires": self.expires, "models": list(self.models),
+               "identify_opt_in": self.identify_opt_in}
+        if self.name is not None:
+            out["name"] = self.name
+        return out
+
+
+@dataclass(frozen=True)
+class DeletionReceipt:
+    subject: str
+    time: str
+    destroyed: dict
+    audit_hash: str
+    reason: str
+
+    def as_json(self) -> dict:
+        return {"subject": self.subject, "time": self.time, "reason": self.reason,
+                "destroyed": self.destroyed, "audit_hash": self.audit_hash}
+
+
+@dataclass(frozen=True, eq=False)
+class TemplateSet:
+    """Decrypted templates as ``(subject id, (128,) float32 transformed vector)`` pairs, the
+    ids of templates that failed authentication, and subjects with only other models'
+    templates. The caller zeroes the vectors once it has copied them (see ``wipe``)."""
+
+    templates: list[tuple[str, np.ndarray]]
+    damaged: list[str] = field(default_factory=list)
+    other_models: list[str] = field(default_factory=list)
+
+    def wipe(self) -> None:
+        for _, vector in self.templates:
+            vector.fill(0)
+
+
+class Vault:
+    """Open with :meth:`open`; use as a context manager or call :meth:`close`."""
+
+    def __init__(self, home: Path, provider: KeyProvider, *, inactivity_days: int = 365,
+                 clock: Clock = utc_now) -> None:
+        self.home = Path(home)
+        self.path = self.home / DB_NAME
+        self.provider = provider
+        self.inactivity_days = min(inactivity_days, MAX_RETENTION_DAYS)
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._revoke_callbacks: list[Callable[[str], None]] = []
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._conn = schema.connect(self.path)
+        schema.migrate(self._conn, self.path)
+        self._unlock()
+
+    # -- keys -----------------------------------------------------------------------------
+    def _meta(self, key: str) -> bytes | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def _set_meta(self, key: str, value: bytes | str) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def _unlock(self) -> None:
+        salt = self._meta("salt")
+        if salt is None:
+            self._initialise()
+            return
+        master = self.provider.master_key(salt)
+        if not self._opens(master):
+            pending = self.provider.pending if isinstance(self.provider, KeyFile) else None
+            if pending is not None and pending.exists() and self._opens(KeyFile(pending).master_key(salt)):
+                log.warning("finishing an interrupted key rotation: the new key file becomes current")
+                self.provider.commit()
+                master = self.provider.master_key(salt)
+            else:
+                raise WrongKey(f"the master key from the {self.provider.name} provider does not open {self.path}")
+        self._use_master(master)
+
+    def _opens(self, master: bytes) -> bool:
+        try:
+            crypto.unseal(crypto.derive(master, "check"), self._meta("key_check") or b"", "consentry:key-check", "")
+            return True
+        except TemplateIntegrityError:
+            return False
+
+    def _use_master(self, master: bytes) -> None:
+        meta_key = crypto.derive(master, "meta")
+        self._wrap_key = crypto.derive(master, "wrap")
+        audit_key = crypto.unseal(meta_key, self._meta("audit_key") or b"", "consentry:audit-key", "the audit key")
+        self.audit = AuditLog(self._conn, audit_key)
+        raw = crypto.unseal(meta_key, self._meta("transform") or b"", "consentry:transform", "the deployment transform")
+        self.transform = np.frombuffer(raw, dtype="<f4").reshape(crypto.DIM, crypto.DIM).astype(np.float32)
+
+    def _initialise(self) -> None:
+        salt = os.urandom(16)
+        master = self.provider.master_key(salt)
+        with self._txn():
+            self._set_meta("salt", salt)
+            self._seal_meta(master, crypto.new_key(), crypto.random_orthogonal())
+            self._set_meta("deployment", secrets.token_hex(8))
+        self._use_master(master)
+        with self._txn():
+            self.audit.append(self._now(), "vault_created", provider=self.provider.name)
+
+    def _seal_meta(self, master: bytes, audit_key: bytes, transform: np.ndarray) -> None:
+        """The key check, the audit key and the transform, sealed under ``master``."""
+        meta_key = crypto.derive(master, "meta")
+        self._set_meta("key_check", crypto.seal(crypto.derive(master, "check"), b"ok", "consentry:key-check"))
+        self._set_meta("audit_key", crypto.seal(meta_key, audit_key, "consentry:audit-key"))
+        self._set_meta("transform", crypto.seal(meta_key, np.asarray(transform, "<f4").tobytes(),
+                                                "consentry:transform"))
+
+    @property
+    def salt(self) -> bytes:
+        return self._meta("salt") or b""
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _now(self) -> str:
+        return self.clock().isoformat()
+
+    @contextmanager
+    def _txn(self) -> Iterator[None]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def _data_key(self, subject: str, wrapped: bytes) -> bytes:
+        return crypto.unseal(self._wrap_key, bytes(wrapped), _aad_key(subject), f"data key of subject {subject}")
+
+    def on_revoke(self, callback: Callable[[str], None]) -> None:
+        """Called with the subject id after every revocation (galleries drop the subject at once)."""
+        self._revoke_callbacks.append(callback)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def enroll(self, name: str, consent: ConsentRecord, vectors: Sequence[np.ndarray], model: str) -> str:
+        """Store a new subject; returns its pseudonymous id. One transaction: all or nothing."""
+        consent.validate()
+        if not vectors:
+            raise VaultError("enrolment needs at least one template")
+        subject = "s-" + secrets.token_hex(8)
+        data_key = crypto.new_key()
+        now = self._now()
+        with self._txn():
+            self._conn.execute(
+                "INSERT INTO subjects(id, name_ct, wrapped_key, purposes, identify_opt_in, created, consent_id, "
+                "consent_version, consent_sha256, consent_given_at, consent_method, witnessed_by, retention_days, "
+                "age_statement) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (subject, crypto.seal(data_key, name.encode(), _aad_name(subject)),
+                 crypto.seal(self._wrap_key, data_key, _aad_key(subject)), ",".join(consent.purposes),
+                 int(consent.identify_opt_in), now, consent.consent_id, consent.version, consent.sha256,
+                 consent.given_at, consent.method, consent.witnessed_by, consent.retention_days,
+                 consent.age_statement))
+            for vector in vectors:
+                self._store_template(subject, data_key, vector, model, now)
+            self.audit.append(now, "enrol", subject, templates=len(vectors), model=model,
+                              purposes=list(consent.purposes), consent=f"{consent.consent_id}@{consent.version}",
+                              method=consent.method)
+        return subject
+
+    def _store_template(self, subject: str, data_key: bytes, vector: np.ndarray, model: str, now: str) -> None:
+        template = "t-" + secrets.token_hex(8)
+        transformed = self.transform @ np.asarray(vector, np.float32).reshape(crypto.DIM)
+        blob = crypto.seal(data_key, crypto.vector_bytes(transformed), _aad_template(subject, template, model))
+        transformed.fill(0)
+        self._conn.execute("INSERT INTO templates(id, subject_id, model, ct, created) VALUES (?,?,?,?,?)",
+                           (template, subject, model, blob, now))
+
+    def exists(self, subject: str) -> bool:
+        with self._lock:
+            return self._conn.execute("SELECT 1 FROM subjects WHERE id=?", (subject,)).fetchone() is not None
+
+    def subjects(self, show_names: bool = False, reason: str = "") -> list[SubjectInfo]:
+        """Every subject; names are decrypted (and the disclosure audited) only on request."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT s.id, s.purposes, s.created, s.last_seen, s.consent_given_at, s.retention_days, "
+                "s.identify_opt_in, s.name_ct, s.wrapped_key, group_concat(DISTINCT t.model) FROM subjects s "
+                "LEFT JOIN templates t ON t.subject_id = s.id GROUP BY s.id ORDER BY s.created, s.id").fetchall()
+        out = []
+        for sid, purposes, created, seen, given, days, opt_in, name_ct, wrapped, models in rows:
+            name = None
+            if show_names:
+                name = crypto.unseal(self._data_key(sid, wrapped), bytes(name_ct), _aad_name(sid),
+                                     f"name of subject {sid}").decode()
+            out.append(SubjectInfo(sid, tuple(purposes.split(",")), created, seen,
+                                   self._expiry(given, seen or created, days).isoformat(),
+                                   tuple(sorted((models or "").split(",")) if models else ()), bool(opt_in), name))
+        if show_names:
+            with self._txn():
+                self.audit.append(self._now(), "names_shown", count=len(out), reason=reason or "unspecified")
+        return out
+
+    def _expiry(self, given: str, seen: str, retention_days: int) -> dt.datetime:
+        by_consent = dt.datetime.fromisoformat(given) + dt.timedelta(days=retention_days)
+        by_absence = dt.datetime.fromisoformat(seen) + dt.timedelta(days=self.inactivity_days)
+        return min(by_consent, by_absence)
+
+    def load_templates(self, model: str, purpose: str | None = None) -> TemplateSet:
+        """Decrypt the (transformed) templates of ``model``, optionally only for subjects whose
+        consent covers ``purpose``. Damaged templates are skipped and named, not fatal."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT s.id, s.wrapped_key, s.purposes, t.id, t.model, t.ct FROM templates t "
+                "JOIN subjects s ON s.id = t.subject_id ORDER BY s.id, t.id").fetchall()
+        templates, damaged, other = [], [], set()
+        for sid, wrapped, purposes, tid, tmodel, ct in rows:
+            if purpose and purpose not in purposes.split(","):
+                continue
+            if tmodel != model:
+                other.add(sid)
+                continue
+            try:
+                raw = crypto.unseal(self._data_key(sid, wrapped), bytes(ct), _aad_template(sid, tid, tmodel),
+                                    f"template {tid} of subject {sid}")
+            except TemplateIntegrityError as exc:
+                log.error("%s; skipping it", exc)
+                damaged.append(tid)
+                continue
+            templates.append((sid, crypto.bytes_vector(raw)))
+        return TemplateSet(templates, damaged, sorted(other - {s for s, _ in templates}))
+
+    def touch(self, subject: str) -> None:
+        """Record that a subject was seen (at most one write per subject per day)."""
+        today = self.clock().date().isoformat()
+        with self._txn():
+            self._conn.execute("UPDATE subjects SET last_seen=? WHERE id=? AND (last_seen IS NULL OR "
+                               "substr(last_seen, 1, 10) < ?)", (self._now(), subject, today))
+
+    def record_access(self, subject: str | None, decision: str, count: int = 1) -> None:
+        """Audit an access decision: a subject's pseudonymous id, or a count of unknown faces."""
+        with self._txn():
+            if subject is None:
+                self.audit.append(self._now(), "unknown_faces", count=count)
+            else:
+                self.audit.append(self._now(), "access", subject, decision=decision)
+
+    def revoke(self, subject: str, reason: str = "consent withdrawn") -> DeletionReceipt:
+        with self._txn():
+            row = self._conn.execute("SELECT 1 FROM subjects WHERE id=?", (subject,)).fetchone()
+            if row is None:
+                raise SubjectNotFound(f"no subject {subject} (never enrolled, already revoked, or purged)")
+            templates = self._conn.execute("DELETE FROM templates WHERE subject_id=?", (subject,)).rowcount
+            self._conn.execute("DELETE FROM subjects WHERE id=?", (subject,))
+            destroyed = {"data_key": True, "templates": templates, "name": True, "consent_record": True}
+            now = self._now()
+            mac = self.audit.append(now, "revoke" if reason != "expired" else "expire", subject,
+                                    reason=reason, **destroyed)
+        self._checkpoint()
+        for callback in self._revoke_callbacks:
+            callback(subject)
+        return DeletionReceipt(subject, now, destroyed, mac, reason)
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it, so no deleted page survives there."""
+        with self._lock:
+            busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning("WAL checkpoint was blocked by another reader; it will complete on the next revoke")
+
+    def expired(self) -> list[str]:
+        now = self.clock()
+        return [s.id for s in self.subjects() if dt.datetime.fromisoformat(s.expires) <= now]
+
+    def purge(self, dry_run: bool = False) -> list[DeletionReceipt | str]:
+        """Remove every expired subject (or, with ``dry_run``, list who would be removed)."""
+        due = self.expired()
+        if dry_run:
+            return list(due)
+        return [self.revoke(s, reason="expired") for s in due]
+
+    def needs_reenrolment(self, model: str) -> list[str]:
+        """Subjects with no template of ``model`` (after a model change; no images are kept)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT s.id FROM subjects s WHERE NOT EXISTS (SELECT 1 FROM templates t WHERE "
+                "t.subject_id = s.id AND t.model = ?) ORDER BY s.id", (model,)).fetchall()
+        return [r[0] for r in rows]
+
+    def rotate(self, new_master: bytes, renew_transform: bool = False) -> int:
+        """Re-wrap every data key under ``new_master`` (and optionally renew the transform,
+        re-encrypting every template). One transaction. Returns the subjects re-wrapped."""
+        transform = crypto.random_orthogonal() if renew_transform else self.transform
+        change = transform @ self.transform.T
+        new_wrap = crypto.derive(new_master, "wrap")
+        with self._txn():
+            rows = self._conn.execute("SELECT id, wrapped_key FROM subjects").fetchall()
+            for sid, wrapped in rows:
+                data_key = self._data_key(sid, wrapped)
+                self._conn.execute("UPDATE subjects SET wrapped_key=? WHERE id=?",
+                                   (crypto.seal(new_wrap, data_key, _aad_key(sid)), sid))
+                if renew_transform:
+                    self._retransform(sid, data_key, change)
+            self._seal_meta(new_master, self.audit.key, transform)
+            self.audit.append(self._now(), "key_rotate", subjects=len(rows), transform_renewed=renew_transform)
+        self._checkpoint()
+        self._use_master(new_master)
+        return len(rows)
+
+    def integrity_check(self) -> str:
+        with self._lock:
+            return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None  # type: ignore[assignment]
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def default_home() -> Path:
+    """$CONSENTRY_HOME, else $XDG_DATA_HOME/consentry, else ~/.local/share/consentry."""
+    if os.environ.get("CONSENTRY_HOME"):
+        return Path(os.environ["CONSENTRY_HOME"])
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "consentry"
+
+
