@@ -367,6 +367,17 @@ class Vault:
         self._use_master(new_master)
         return len(rows)
 
+    def _retransform(self, sid: str, data_key: bytes, change: np.ndarray) -> None:
+        for tid, model, ct in self._conn.execute("SELECT id, model, ct FROM templates WHERE subject_id=?",
+                                                 (sid,)).fetchall():
+            aad = _aad_template(sid, tid, model)
+            vector = crypto.bytes_vector(crypto.unseal(data_key, bytes(ct), aad, f"template {tid}"))
+            moved = change @ vector
+            self._conn.execute("UPDATE templates SET ct=? WHERE id=?",
+                               (crypto.seal(data_key, crypto.vector_bytes(moved), aad), tid))
+            vector.fill(0)
+            moved.fill(0)
+
     def integrity_check(self) -> str:
         with self._lock:
             return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
