@@ -13,6 +13,15 @@ python3 -m venv --system-site-packages /opt/consentry/.venv
 install -m 0644 "$src"/models/manifest.json "$src"/models/*.tflite /usr/share/consentry/models/
 /opt/consentry/.venv/bin/env CONSENTRY_MODELS=/usr/share/consentry/models /opt/consentry/.venv/bin/consentry models
 [ -f /etc/consentry/consentry.toml ] || install -m 0644 "$src"/deploy/consentry.toml /etc/consentry/consentry.toml
+install -d -m 0755 /etc/consentry/consent
+install -m 0644 "$src"/deploy/consent/*.txt /etc/consentry/consent/
+# The master key is created once, encrypted for this machine, and never written in clear.
+if [ ! -f /etc/consentry/master.key.cred ]; then
+  head -c 32 /dev/urandom | systemd-creds encrypt --name=consentry-master-key - /etc/consentry/master.key.cred
+  chmod 0600 /etc/consentry/master.key.cred
+fi
+/opt/consentry/.venv/bin/consentry --config /etc/consentry/consentry.toml retention-schedule \
+  > /etc/consentry/retention-schedule.md
 install -m 0644 "$src"/deploy/mosquitto-consentry.conf /etc/mosquitto/conf.d/consentry.conf
 install -m 0644 "$src"/deploy/consentry.service /etc/systemd/system/consentry.service
 systemctl daemon-reload

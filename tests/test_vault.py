@@ -236,3 +236,32 @@ def test_model_change_lists_subjects_to_re_enrol(vault):
     assert vault.needs_reenrolment(MODEL) == [old]
     loaded = gallery_from_vault(vault, MODEL, MatchPolicy(0.3))
     assert loaded.gallery.subjects == (new,) and loaded.other_models == [old]
+
+
+def test_systemd_credential_provider(tmp_path, monkeypatch):
+    from consentry.vault import SystemdCredential
+
+    creds = tmp_path / "creds"
+    KeyFile.write(os.urandom(32), creds / "consentry-master-key")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    with Vault(tmp_path / "home", SystemdCredential("consentry-master-key")) as v:
+        v.enroll(NAME, consent(), vectors(60), MODEL)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+    with pytest.raises(KeyUnavailable, match="LoadCredentialEncrypted"):
+        Vault(tmp_path / "home", SystemdCredential("consentry-master-key"))
+
+
+def test_declining_consent_at_the_prompt_stores_nothing(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    from consentry.cli import main
+
+    consent_file = Path(__file__).parents[1] / "deploy" / "consent" / "door.txt"
+    monkeypatch.setattr("builtins.input", lambda prompt: "no")
+    home = tmp_path / "home"
+    assert main(["--home", str(home), "keys", "init"]) == 0
+    assert main(["--home", str(home), "enroll", "--name", NAME, "--consent", str(consent_file), "x.jpg"]) == 1
+    out = capsys.readouterr().out
+    assert "Face recognition for opening this door" in out and "nothing was captured" in out
+    assert not (home / DB_NAME).exists() or "enrol" not in str(Vault(home, KeyFile(home / "master.key"))
+                                                               .audit.entries())
