@@ -14,10 +14,26 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
+# System packages the tests use (a real MQTT broker; Chromium for the web tests), installed
+# from Debian when missing and when we may (root or passwordless sudo); tests skip or fall
+# back with a clear reason otherwise.
+SYSDEPS := mosquitto
+SUDO := $(shell [ "$$(id -u)" = 0 ] && echo "" || (sudo -n true 2>/dev/null && echo sudo -n))
+.PHONY: sysdeps
+sysdeps:
+	@missing=""; for p in $(SYSDEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; then \
+	    echo "installing$$missing from Debian"; \
+	    ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing) >/dev/null \
+	      || echo "could not install$$missing; the tests that need them will say so"; \
+	  else echo "not root: cannot install$$missing; the tests that need them will say so"; fi; \
+	fi
+
 run: $(STAMP)
 	$(VENV)/bin/consentry run
 
-test: $(STAMP)
+test: $(STAMP) sysdeps
 	$(VENV)/bin/ruff check app tests models/recipe
 	$(PY) -m pytest -q
 

@@ -53,3 +53,12 @@ def astronaut() -> np.ndarray:
 def reference() -> dict[str, np.ndarray]:
     with np.load(ROOT / "tests" / "data" / "dlib_reference.npz") as z:
         return {k: z[k] for k in z.files}
+
+
+@pytest.fixture
+def broker(tmp_path):
+    from tests.broker import Mosquitto
+
+    server = Mosquitto(tmp_path).start()
+    yield server
+    server.stop()

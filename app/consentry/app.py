@@ -1,61 +1,300 @@
-"""The appliance loop, wired top to bottom and stopped in reverse.
+"""The appliance, wired top to bottom and stopped in reverse:
+config → vault → models → camera → decisions → door / bus; stop: bus (``offline``) → door
+(locked) → decisions → camera → models → vault.
 
-Until the decision rooms exist it only reports what it sees: face counts and timings per
-frame, nothing about who anyone is.
+Everything runs on the main thread except the camera reader and paho's network thread;
+requests from the broker arrive through ``bus.inbox`` and are handled between frames.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from .bus import messages
 from .camera import FrameSource, open_source
+from .camera.supervisor import SupervisedSource
 from .config import Settings
-from .errors import CameraError
-from .vision.factory import pipeline_from_config
+from .decide.checkout import CheckoutPolicy
+from .decide.door import DoorPolicy
+from .decide.recognizer import recognizer_from_settings
+from .errors import CameraError, ConfigError, ConsentryError, KeyUnavailable, SubjectNotFound
+from .match import Gallery, gallery_from_vault, policy_from_config
+from .notify import Notifier
 
 log = logging.getLogger(__name__)
 
+COMMAND_MAX_AGE_S = 300
 
-def choose_source(spec: str | None, announce: Callable[[str], None]) -> FrameSource:
-    """The requested source; with none requested, the first camera or else the demo."""
+
+def choose_opener(spec: str | None, settings: Settings, announce: Callable[[str], None]) -> Callable[[], FrameSource]:
+    """The requested source; with none, picamera2, then the first OpenCV camera, else the demo."""
+    spec = spec or settings.camera.source
     if spec:
-        return open_source(spec)
-    try:
-        return open_source("opencv:0")
-    except CameraError:
-        announce("no camera found: running the demo source (a public-domain test image)")
-        return open_source("demo")
+        open_source(spec).close()  # fail now, clearly, on a typo or a missing file
+        return lambda: open_source(spec)
+    for candidate in ("picamera2", "opencv:0"):
+        try:
+            open_source(candidate).close()
+            return lambda c=candidate: open_source(c)
+        except (CameraError, ConfigError):
+            continue
+    announce("no camera found: running the demo source (a public-domain test image, skimage's astronaut)")
+    return lambda: open_source("demo")
 
 
-def run(settings: Settings, source_spec: str | None, *, max_frames: int | None = None,
-        out: Callable[[str], None] = print) -> int:
-    """Run until the source ends, ``max_frames`` is reached, or SIGINT/SIGTERM."""
-    stop = False
+class Appliance:
+    def __init__(self, settings: Settings, *, source: str | None = None, exit_at_end: bool = False,
+                 home: Path | None = None, out: Callable[[str], None] = print,
+                 camera_opener: Callable[[], FrameSource] | None = None, pin_factory=None, bus=None) -> None:
+        self.settings = settings
+        self.out = out
+        self.exit_at_end = exit_at_end
+        self._source_spec = source
+        self._home = home
+        self._camera_opener = camera_opener
+        self._pin_factory = pin_factory
+        self.bus = bus
+        self.notifier = Notifier()
+        self.vault = None
+        self.stopping = False
+        self.frames = 0
+        self._unknown = 0
+        self._seen_commands: dict[str, float] = {}
+        self._closers: list[Callable[[], None]] = []
 
-    def _stop(signum: int, _frame: object) -> None:
-        nonlocal stop
-        stop = True
+    # -- start, in order ------------------------------------------------------------------
+    def start(self) -> None:
+        s = self.settings
+        self._open_vault()
+        self.recognizer = recognizer_from_settings(s)
+        self._closers.append(self.recognizer.tracker.pipeline.close)
+        model = self.recognizer.tracker.pipeline.embedder.name
+        opener = self._camera_opener or choose_opener(self._source_spec, s, self.out)
+        self.camera = SupervisedSource(opener, stall_seconds=s.camera.stall_seconds,
+                                       reopen_max_seconds=s.camera.reopen_max_seconds, replay=not self.exit_at_end)
+        self._closers.append(self.camera.close)
+        self.gallery = self._gallery(model, s.profile)
+        self.recognizer.gallery = self.gallery
+        self._start_bus()
+        self._start_profile(model)
+        self.out(f"consentry: profile {s.profile}, source {self._source_spec or s.camera.source or 'auto'}, "
+                 f"runtime {self.recognizer.tracker.pipeline.runtime}, {len(self.gallery.subjects)} subject(s)")
+        self.notifier.ready(f"{s.profile}: {len(self.gallery.subjects)} subjects")
 
-    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    pipeline = pipeline_from_config(settings.vision)
-    source = choose_source(source_spec, out)
-    out(f"consentry: source {source.name}, runtime {pipeline.runtime}, detector {settings.vision.detector}")
-    count = 0
-    try:
-        for frame in source.frames():
-            start = time.perf_counter()
-            faces = pipeline.faces(frame)
-            ms = (time.perf_counter() - start) * 1000.0
-            count += 1
-            out(f"frame {count}: {len(faces)} face(s), {ms:.1f} ms")
-            if stop or (max_frames is not None and count >= max_frames):
-                break
-    finally:
-        source.close()
-        pipeline.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return count
+    def _open_vault(self) -> None:
+        from .vault import open_vault
+
+        try:
+            self.vault = open_vault(self.settings.vault, self._home)
+        except KeyUnavailable as exc:
+            self.out(f"no master key ({exc}): running with no enrolled subjects — everyone is unknown")
+            return
+        self._closers.append(self.vault.close)
+
+    def _gallery(self, model: str, purpose: str, opted_in_only: bool = False) -> Gallery:
+        policy = policy_from_config(self.settings.match)
+        if self.vault is None:
+            return Gallery(model, policy)
+        loaded = gallery_from_vault(self.vault, model, policy, purpose, opted_in_only)
+        if loaded.damaged:
+            self.out(f"warning: {len(loaded.damaged)} template(s) failed authentication and were skipped")
+        if loaded.other_models:
+            self.out(f"{len(loaded.other_models)} subject(s) need re-enrolment for {model}")
+        self._closers.append(loaded.gallery.close)
+        return loaded.gallery
+
+    def _start_bus(self) -> None:
+        cfg = self.settings.mqtt
+        if self.bus is None:
+            if cfg.enabled:
+                from .bus.mqtt import MqttBus
+
+                self.bus = MqttBus(cfg)
+            else:
+                from .bus.fake import RecordingBus
+
+                self.bus = RecordingBus(cfg.device_id)
+        self.bus.start()
+        self._closers.append(self.bus.close)
+
+    def _start_profile(self, model: str) -> None:
+        s = self.settings
+        if s.profile == "door":
+            from .io.door import Door, pin_factory
+
+            factory = self._pin_factory or pin_factory(s.door.pin_factory)
+            try:
+                self.door = Door(s.door, factory, listener=self._door_event)
+            except ConfigError as exc:
+                self.out(f"{exc}: simulating the door")
+                self.door = Door(s.door, pin_factory("mock"), listener=self._door_event)
+            self._closers.append(self.door.close)
+            self.bus.publish_state("state/lock", "locked")
+            self.policy = DoorPolicy(s.door, self.door, self._publish, on_grant=self._seen,
+                                     on_unknown=self._count_unknown)
+        else:
+            identify = self._gallery(model, "checkout", opted_in_only=True)
+            self.policy = CheckoutPolicy(s.checkout, self.gallery, self._publish, identify_gallery=identify,
+                                         on_verified=self._seen)
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self, max_frames: int | None = None) -> int:
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.start()
+            timers = {"status": time.monotonic(), "hour": time.monotonic(), "purge": time.monotonic()}
+            for frame in self.camera.frames():
+                self._frame(frame)
+                self._periodic(timers)
+                if self.stopping or (max_frames is not None and self.frames >= max_frames):
+                    break
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return self.frames
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stopping = True
+        camera = getattr(self, "camera", None)
+        if camera is not None:
+            camera._stop.set()  # unblock a loop waiting for a camera that sends nothing
+
+    def _frame(self, frame) -> None:
+        start = time.perf_counter()
+        self.frames += 1
+        self.notifier.alive()
+        self._drain_inbox()
+        try:
+            if isinstance(self.policy, DoorPolicy):
+                results = self.recognizer.step(frame)
+                self.policy.handle(results, (time.perf_counter() - start) * 1000.0)
+            elif self.policy.active:
+                tracker = self.recognizer.tracker
+                try:
+                    self.policy.handle(tracker.process(frame))
+                finally:
+                    tracker.wipe()
+            else:
+                self.policy.handle([])
+        except ConsentryError as exc:  # a bad frame never ends the loop
+            log.warning("frame %d skipped: %s", self.frames, exc)
+        finally:
+            frame.fill(0)
+
+    def _periodic(self, timers: dict[str, float]) -> None:
+        now = time.monotonic()
+        if now - timers["status"] >= 10.0:
+            fps = self.frames / max(now - timers.get("t0", timers["status"] - 10.0), 1e-3)
+            self.bus.publish("status", messages.envelope(frames=self.frames, fps=round(fps, 1),
+                                                         camera=self.camera.status[:80], profile=self.settings.profile,
+                                                         dropped_events=self.bus.dropped,
+                                                         queued_events=self.bus.queued,
+                                                         subjects=len(self.gallery.subjects)))
+            timers.setdefault("t0", timers["status"] - 10.0)
+            timers["status"] = now
+        if now - timers["hour"] >= 3600.0:
+            self._flush_unknown()
+            timers["hour"] = now
+        if self.vault is not None and now - timers["purge"] >= self.settings.vault.purge_interval_hours * 3600.0:
+            for receipt in self.vault.purge():
+                self.out(f"expired: {receipt.subject}")
+            timers["purge"] = now
+
+    # -- events ---------------------------------------------------------------------------
+    def _publish(self, suffix: str, payload: dict) -> None:
+        self.bus.publish(suffix, payload)
+        if suffix == "event/access":
+            self.bus.publish_state("state/last_decision", payload["decision"])
+            who = payload["subject"] or "unknown face"
+            self.out(f"{payload['decision']}: {who}" + (f" (distance {payload['distance']})"
+                                                        if payload.get("distance") is not None else ""))
+        elif suffix == "checkout/response":
+            self.out(f"checkout {payload['request_id']}: verified={payload['verified']} ({payload['reason']})")
+
+    def _door_event(self, kind: str, detail: dict) -> None:
+        self.bus.publish("event/door", messages.door_event(kind, **detail))
+        if kind in ("unlocked", "locked"):
+            self.bus.publish_state("state/lock", kind)
+        elif kind in ("door_opened", "door_forced", "door_closed"):
+            self.bus.publish_state("state/door", "closed" if kind == "door_closed" else "open")
+
+    def _seen(self, subject: str) -> None:
+        if self.vault is not None:
+            self.vault.touch(subject)
+            self.vault.record_access(subject, "granted" if self.settings.profile == "door" else "verified")
+
+    def _count_unknown(self) -> None:
+        self._unknown += 1
+
+    def _flush_unknown(self) -> None:
+        if self._unknown and self.vault is not None:
+            self.vault.record_access(None, "unknown", count=self._unknown)
+        self._unknown = 0
+
+    def _drain_inbox(self) -> None:
+        while True:
+            try:
+                suffix, payload = self.bus.inbox.get_nowait()
+            except Exception:  # noqa: BLE001 - queue.Empty
+                return
+            if suffix == "checkout/request" and isinstance(self.policy, CheckoutPolicy):
+                self.policy.request(payload)
+            elif suffix == "cmd/revoke":
+                self._revoke_command(payload)
+
+    def _revoke_command(self, payload: dict) -> None:
+        request_id, subject = str(payload.get("request_id", ""))[:64], str(payload.get("subject", ""))[:40]
+        result = {"request_id": request_id, "subject": subject or None, "ok": False}
+        error = self._check_command(payload, request_id, subject)
+        if error is None:
+            try:
+                receipt = self.vault.revoke(subject, reason="remote command")
+                result.update(ok=True, audit_hash=receipt.audit_hash)
+            except SubjectNotFound:
+                error = "no such subject"
+        if error:
+            result["error"] = error
+        self.bus.publish("cmd/revoke/result", messages.check("cmd/revoke/result", messages.envelope(**result)))
+
+    def _check_command(self, payload: dict, request_id: str, subject: str) -> str | None:
+        secret_file = self.settings.mqtt.command_secret_file
+        if secret_file is None or self.vault is None:
+            return "commands are disabled on this device"
+        try:
+            ts = int(payload.get("ts", 0))
+        except (TypeError, ValueError):
+            return "bad timestamp"
+        if abs(time.time() - ts) > COMMAND_MAX_AGE_S:
+            return "stale command"
+        if request_id in self._seen_commands:
+            return "replayed command"
+        secret = Path(secret_file).read_bytes().strip()
+        expected = hmac.new(secret, f"{request_id}|{subject}|{ts}".encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, str(payload.get("hmac", ""))):
+            return "bad signature"
+        self._seen_commands[request_id] = time.time()
+        return None
+
+    # -- stop, in reverse -----------------------------------------------------------------
+    def stop(self) -> None:
+        self.notifier.stopping()
+        self._flush_unknown()
+        for close in reversed(self._closers):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - keep closing: the door must end locked whatever failed
+                log.exception("error while stopping")
+        self._closers.clear()
+
+
+def run(settings: Settings, source_spec: str | None, *, max_frames: int | None = None, exit_at_end: bool = False,
+        home: Path | None = None, out: Callable[[str], None] = print) -> int:
+    """Run until the source ends (with ``exit_at_end``), ``max_frames``, or SIGINT/SIGTERM."""
+    return Appliance(settings, source=source_spec, exit_at_end=exit_at_end, home=home, out=out).run(max_frames)

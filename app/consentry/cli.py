@@ -58,7 +58,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .app import run
 
-    run(_settings(args), args.source, max_frames=args.frames)
+    settings = _settings(args)
+    data = settings.model_dump()
+    overrides = (("profile", None, args.profile), ("mqtt", "host", args.mqtt_host),
+                 ("mqtt", "port", args.mqtt_port), ("http", "port", args.http_port))
+    for section, key, value in overrides:
+        if value is None:
+            continue
+        if key is None:
+            data[section] = value
+        else:
+            data[section][key] = value
+    if args.http_port is not None:
+        data["http"]["enabled"] = True
+    run(Settings.model_validate(data), args.source, max_frames=args.frames, exit_at_end=args.exit_at_end,
+        home=args.home)
     return 0
 
 
@@ -200,8 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("a")
     sp.add_argument("b")
     sp = add("run", cmd_run, "the main job: watch the camera", json_flag=False)
-    sp.add_argument("--source", help="demo | file:PATH | dir:PATH | opencv:N|URL (default: camera, else demo)")
+    sp.add_argument("--source", help="picamera2 | opencv:N|URL | file:PATH | dir:PATH | demo "
+                    "(default: config, else a camera, else demo)")
     sp.add_argument("--frames", type=int, default=None, help="stop after this many frames")
+    sp.add_argument("--exit-at-end", action="store_true", help="stop when a file or folder is exhausted")
+    sp.add_argument("--profile", choices=["door", "checkout"])
+    sp.add_argument("--mqtt-host")
+    sp.add_argument("--mqtt-port", type=int)
+    sp.add_argument("--http-port", type=int)
     sp = add("bench", cmd_bench, "time each stage: per model on one image, or per frame on images/video")
     src = sp.add_mutually_exclusive_group()
     src.add_argument("--image", help="one image with a face, timed per model (default: skimage astronaut)")

@@ -109,6 +109,63 @@ class VaultConfig(_Strict):
                                       "expired subjects.")
 
 
+class CameraConfig(_Strict):
+    source: str | None = Field(None, description="picamera2 | opencv:N|URL | file:PATH | dir:PATH | demo; "
+                               "default: picamera2 or the first OpenCV camera, else the demo source.")
+    width: int = Field(1280, ge=160, le=4056, description="picamera2 main stream width (enrolment crops).")
+    height: int = Field(720, ge=120, le=3040, description="picamera2 main stream height.")
+    lores_width: int = Field(640, ge=128, le=1920, description="picamera2 lores stream width (detection).")
+    lores_height: int = Field(480, ge=96, le=1080, description="picamera2 lores stream height.")
+    stall_seconds: float = Field(3.0, gt=0, le=60, description="No frame for this long: reopen the camera.")
+    reopen_max_seconds: float = Field(5.0, gt=0, le=300, description="Longest wait between reopen attempts "
+                                      "(the wait doubles from 0.25 s).")
+
+
+class DoorConfig(_Strict):
+    relay_pin: str = Field("GPIO17", description="Relay output pin (gpiozero name). Firmware drives it to the "
+                           "locked level at power-on (firmware/config.txt).")
+    relay_active_high: bool = Field(True, description="True if the relay unlocks when the pin is high.")
+    unlock_seconds: float = Field(3.0, gt=0, le=30, description="How long a grant keeps the door unlocked.")
+    cooldown_seconds: float = Field(10.0, ge=0, le=600, description="No second grant for the same subject "
+                                    "within this time.")
+    exit_button_pin: str | None = Field("GPIO27", description="Exit (egress) button pin, or none.")
+    door_contact_pin: str | None = Field("GPIO22", description="Door contact pin (closed = door shut), or none.")
+    held_open_seconds: float = Field(30.0, gt=0, le=3600, description="Report `held_open` after this long.")
+    pin_factory: Literal["auto", "mock"] = Field("auto", description="gpiozero pin factory; `mock` simulates "
+                                                  "the pins (used automatically with the demo source).")
+
+
+class CheckoutConfig(_Strict):
+    timeout_seconds: float = Field(10.0, gt=0, le=120, description="A verification request fails (verified "
+                                   "false) when no matching face is seen within this time.")
+    frames_needed: int = Field(2, ge=1, le=30, description="Matching frames needed to answer verified true.")
+
+
+class MqttConfig(_Strict):
+    enabled: bool = Field(True, description="Publish events and accept requests over MQTT.")
+    host: str = Field("127.0.0.1", description="Broker host.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 for TLS by convention).")
+    device_id: str = Field("consentry-1", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Topic prefix "
+                           "consentry/<device_id>/.")
+    tls_ca: Path | None = Field(None, description="CA certificate file; enables TLS.")
+    tls_cert: Path | None = Field(None, description="Client certificate file (mutual TLS).")
+    tls_key: Path | None = Field(None, description="Client key file (mutual TLS).")
+    credentials_file: Path | None = Field(None, description="File with `username:password` (mode 600); or a "
+                                          "systemd credential named consentry-mqtt.")
+    command_secret_file: Path | None = Field(None, description="File holding the shared secret that signs "
+                                             "cmd/revoke requests (HMAC-SHA256); commands are refused without it.")
+    queue_size: int = Field(1000, ge=1, le=100000, description="Events kept while the broker is away; the "
+                            "oldest are dropped (and counted) beyond this.")
+    discovery_prefix: str | None = Field("homeassistant", description="Home Assistant discovery prefix, or "
+                                         "none to skip discovery.")
+
+
+class HttpConfig(_Strict):
+    bind: str = Field("127.0.0.1", description="Web page bind address.")
+    port: int = Field(8080, ge=0, le=65535, description="Web page port (0: choose a free one).")
+    enabled: bool = Field(False, description="Serve the kiosk and admin pages.")
+
+
 class Settings(_Strict):
     schema_version: int = Field(SCHEMA_VERSION, description="Config schema version.")
     vision: VisionConfig = VisionConfig()
@@ -116,6 +173,12 @@ class Settings(_Strict):
     tracking: TrackingConfig = TrackingConfig()
     match: MatchConfig = MatchConfig()
     vault: VaultConfig = VaultConfig()
+    profile: Literal["door", "checkout"] = Field("door", description="What the appliance does with decisions.")
+    camera: CameraConfig = CameraConfig()
+    door: DoorConfig = DoorConfig()
+    checkout: CheckoutConfig = CheckoutConfig()
+    mqtt: MqttConfig = MqttConfig()
+    http: HttpConfig = HttpConfig()
 
 
 def load_settings(path: Path | None) -> Settings:

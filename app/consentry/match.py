@@ -123,6 +123,8 @@ class Gallery:
 
     def remove(self, subject: str) -> bool:
         """Drop a subject's templates; True when it was present."""
+        if subject not in self._subjects:
+            return False
         groups = self._groups()
         found = groups.pop(subject, None) is not None
         if found:
@@ -133,6 +135,8 @@ class Gallery:
         self._rebuild({})
 
     def _groups(self) -> dict[str, list[np.ndarray]]:
+        if not self._subjects:
+            return {}
         ends = list(self._starts[1:]) + [len(self)]
         return {s: [r.copy() for r in self._matrix[a:b]]
                 for s, a, b in zip(self._subjects, self._starts, ends, strict=True)}
@@ -243,10 +247,11 @@ class LoadedGallery:
     other_models: list[str]
 
 
-def gallery_from_vault(vault, model: str, policy: MatchPolicy, purpose: str | None = None) -> LoadedGallery:
+def gallery_from_vault(vault, model: str, policy: MatchPolicy, purpose: str | None = None,
+                       opted_in_only: bool = False) -> LoadedGallery:
     """Load ``model``'s templates; the gallery drops revoked subjects at once (in this process
     via the vault's revoke callback, from any other process via ``still_enrolled``)."""
-    templates = vault.load_templates(model, purpose)
+    templates = vault.load_templates(model, purpose, opted_in_only)
     gallery = Gallery(model, policy, transform=vault.transform, still_enrolled=vault.exists)
     try:
         gallery.replace(templates.templates)

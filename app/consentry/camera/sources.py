@@ -19,10 +19,15 @@ from ..vision.image_io import read_image
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".pgm", ".ppm", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".wmv", ".webm", ".m4v"}
 
 
 class FrameSource(Protocol):
+    """``frames()`` yields (H, W, 3) uint8 RGB frames; it ends when a finite source (file,
+    folder) is exhausted and raises CameraError when a live source fails."""
+
     name: str
+    finite: bool
 
     def frames(self) -> Iterator[np.ndarray]: ...
 
@@ -34,6 +39,7 @@ class DemoSource:
     at about ``fps`` frames a second, like a camera would."""
 
     name = "demo"
+    finite = False
 
     def __init__(self, loop: bool = True, fps: float = 15.0) -> None:
         from skimage import data  # imported here: only the demo needs scikit-image
@@ -60,6 +66,8 @@ class DemoSource:
 class FolderSource:
     """Every image file in a file path or folder (sorted); unreadable files are skipped."""
 
+    finite = True
+
     def __init__(self, path: Path) -> None:
         if path.is_dir():
             self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -81,9 +89,11 @@ class FolderSource:
 
 
 class OpenCVSource:
-    """A V4L2 device index, a video file or a stream URL through OpenCV."""
+    """A V4L2 device index, a video file or a stream URL through OpenCV. A file ends; a
+    device or stream that stops delivering raises CameraError (the supervisor reopens it)."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, finite: bool = False) -> None:
+        self.finite = finite
         import cv2
 
         self._cv2 = cv2
@@ -98,7 +108,9 @@ class OpenCVSource:
         while True:
             ok, frame = self._cap.read()
             if not ok:
-                return
+                if self.finite:
+                    return
+                raise CameraError(f"{self.name} stopped delivering frames")
             yield self._cv2.cvtColor(frame, self._cv2.COLOR_BGR2RGB)
 
     def close(self) -> None:
@@ -109,8 +121,16 @@ def open_source(spec: str) -> FrameSource:
     kind, _, arg = spec.partition(":")
     if kind == "demo":
         return DemoSource()
+    if kind == "file" and Path(arg).suffix.lower() in VIDEO_SUFFIXES:
+        if not Path(arg).is_file():
+            raise CameraError(f"no such video file: {arg}")
+        return OpenCVSource(arg, finite=True)
     if kind in ("file", "dir") and arg:
         return FolderSource(Path(arg))
+    if kind == "picamera2":
+        from .picamera2_source import Picamera2Source
+
+        return Picamera2Source()
     if kind == "opencv" and arg:
         return OpenCVSource(arg)
-    raise ConfigError(f"unknown frame source {spec!r}; use demo, file:PATH, dir:PATH or opencv:N|URL")
+    raise ConfigError(f"unknown frame source {spec!r}; use picamera2, demo, file:PATH, dir:PATH or opencv:N|URL")

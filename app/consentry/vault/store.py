@@ -115,8 +115,12 @@ class Vault:
         self._revoke_callbacks: list[Callable[[str], None]] = []
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._conn = schema.connect(self.path)
-        schema.migrate(self._conn, self.path)
-        self._unlock()
+        try:
+            schema.migrate(self._conn, self.path)
+            self._unlock()
+        except BaseException:
+            self._conn.close()
+            raise
 
     # -- keys -----------------------------------------------------------------------------
     def _meta(self, key: str) -> bytes | None:
@@ -266,16 +270,17 @@ class Vault:
         by_absence = dt.datetime.fromisoformat(seen) + dt.timedelta(days=self.inactivity_days)
         return min(by_consent, by_absence)
 
-    def load_templates(self, model: str, purpose: str | None = None) -> TemplateSet:
+    def load_templates(self, model: str, purpose: str | None = None, opted_in_only: bool = False) -> TemplateSet:
         """Decrypt the (transformed) templates of ``model``, optionally only for subjects whose
-        consent covers ``purpose``. Damaged templates are skipped and named, not fatal."""
+        consent covers ``purpose`` (and opts in to 1:N identification). Damaged templates are
+        skipped and named, not fatal."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT s.id, s.wrapped_key, s.purposes, t.id, t.model, t.ct FROM templates t "
+                "SELECT s.id, s.wrapped_key, s.purposes, s.identify_opt_in, t.id, t.model, t.ct FROM templates t "
                 "JOIN subjects s ON s.id = t.subject_id ORDER BY s.id, t.id").fetchall()
         templates, damaged, other = [], [], set()
-        for sid, wrapped, purposes, tid, tmodel, ct in rows:
-            if purpose and purpose not in purposes.split(","):
+        for sid, wrapped, purposes, opt_in, tid, tmodel, ct in rows:
+            if (purpose and purpose not in purposes.split(",")) or (opted_in_only and not opt_in):
                 continue
             if tmodel != model:
                 other.add(sid)

@@ -1,0 +1,1 @@
+"""Reporting and requests over MQTT (paho); a recording fake for unit tests."""

@@ -1,0 +1,110 @@
+"""The checkout profile: claim, then verify (1:1).
+
+The point of sale publishes ``{"request_id", "subject"}``; the appliance compares faces in
+front of the camera with that subject only, and answers ``verified`` true once
+``frames_needed`` frames match, or false at the timeout. Only subjects whose consent
+covers ``checkout`` are in the gallery. ``{"request_id", "mode": "identify"}`` searches 1:N,
+but only among subjects whose consent record opts in to that. With no request pending no
+face is embedded at all. A distance is reported only with a positive answer: a running
+"how close was it" for a failed claim would help someone tune a spoof.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..bus import messages
+from ..config import CheckoutConfig
+from ..match import Gallery, UnknownSubject
+from ..vision.tracking import Observation
+
+log = logging.getLogger(__name__)
+REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+@dataclass
+class Pending:
+    request_id: str
+    subject: str | None  # None: 1:N among opted-in subjects
+    started: float
+    deadline: float
+    hits: dict[str, list[float]] = field(default_factory=dict)
+
+
+class CheckoutPolicy:
+    def __init__(self, cfg: CheckoutConfig, gallery: Gallery, publish: Callable[[str, dict], None], *,
+                 identify_gallery: Gallery | None = None, on_verified: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.cfg = cfg
+        self.gallery = gallery
+        self.identify_gallery = identify_gallery
+        self.publish = publish
+        self.on_verified = on_verified or (lambda subject: None)
+        self.clock = clock
+        self.pending: list[Pending] = []
+
+    @property
+    def active(self) -> bool:
+        return bool(self.pending)
+
+    def request(self, payload: dict) -> None:
+        request_id = str(payload.get("request_id", ""))
+        if not REQUEST_ID.match(request_id):
+            log.warning("ignoring a checkout request without a valid request_id")
+            return
+        now = self.clock()
+        if payload.get("mode") == "identify":
+            if self.identify_gallery is None or not self.identify_gallery.subjects:
+                self._answer(Pending(request_id, None, now, now), False, None, "no_identify_subjects")
+                return
+            self.pending.append(Pending(request_id, None, now, now + self.cfg.timeout_seconds))
+            return
+        subject = payload.get("subject")
+        if not isinstance(subject, str) or subject not in self.gallery.subjects:
+            self._answer(Pending(request_id, None, now, now), False, None, "not_enrolled_for_checkout")
+            return
+        self.pending.append(Pending(request_id, subject, now, now + self.cfg.timeout_seconds))
+
+    def handle(self, observations: list[Observation]) -> None:
+        now = self.clock()
+        for p in list(self.pending):
+            for obs in observations:
+                if obs.embedding is None:
+                    continue
+                if self._vote(p, obs):
+                    break
+            if p in self.pending and now >= p.deadline:
+                self.pending.remove(p)
+                self._answer(p, False, None, "timeout")
+
+    def _vote(self, p: Pending, obs: Observation) -> bool:
+        emb = obs.embedding
+        try:
+            if p.subject is None:
+                decision = self.identify_gallery.identify(emb.vector, emb.model)
+            else:
+                decision = self.gallery.verify(emb.vector, emb.model, p.subject)
+        except UnknownSubject:
+            self.pending.remove(p)
+            self._answer(p, False, None, "revoked")
+            return True
+        if not decision.matched or decision.subject is None:
+            return False
+        hits = p.hits.setdefault(decision.subject, [])
+        hits.append(decision.distance)
+        if len(hits) >= self.cfg.frames_needed:
+            self.pending.remove(p)
+            p.subject = decision.subject
+            self._answer(p, True, round(sum(hits) / len(hits), 4), "verified")
+            self.on_verified(decision.subject)
+            return True
+        return False
+
+    def _answer(self, p: Pending, verified: bool, distance: float | None, reason: str) -> None:
+        latency = (self.clock() - p.started) * 1000.0
+        self.publish("checkout/response", messages.checkout_response(
+            p.request_id, p.subject, verified, distance if verified else None, reason, latency))

@@ -1,0 +1,1 @@
+"""Hardware outputs and inputs: the door relay, exit button and door contact (gpiozero)."""
