@@ -4,6 +4,7 @@ only where mosquitto is absent), plus a recording subscriber."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -41,8 +42,11 @@ class Mosquitto:
         self.binary = binary
         self.port = port or free_port()
         self.conf = workdir / f"mosquitto-{self.port}.conf"
+        # As root, mosquitto drops to the `mosquitto` user, which cannot read pytest's private
+        # temporary folders; stay the current user instead.
+        user = "user root\n" if os.geteuid() == 0 else ""
         self.conf.write_text(f"listener {self.port} 127.0.0.1\n" + (extra_conf or "allow_anonymous true\n")
-                             + "persistence false\n")
+                             + "persistence false\n" + user)
         self.proc: subprocess.Popen | None = None
         self.log = workdir / f"mosquitto-{self.port}.log"
 
@@ -92,3 +96,45 @@ class Recorder:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def make_certs(directory: Path, client_names: tuple[str, ...]) -> dict[str, Path]:
+    """A throwaway CA, a server certificate for 127.0.0.1 and one client certificate per name."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def issue(name: str, issuer_key, issuer_name, key, *, ca: bool = False, san: bool = False):
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                   .issuer_name(issuer_name or x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    def write(stem: str, cert, key) -> None:
+        (directory / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path = directory / f"{stem}.key"
+        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        key_path.chmod(0o600)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = issue("consentry-test-ca", ca_key, None, ca_key, ca=True)
+    write("ca", ca, ca_key)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    write("server", issue("localhost", ca_key, ca.subject, server_key, san=True), server_key)
+    for name in client_names:
+        key = ec.generate_private_key(ec.SECP256R1())
+        write(name, issue(name, ca_key, ca.subject, key), key)
+    return {p.stem + p.suffix: p for p in directory.iterdir()}

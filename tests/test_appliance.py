@@ -118,7 +118,7 @@ def test_a_camera_that_disconnects_is_reopened_within_five_seconds(home, astrona
 
     worker = threading.Thread(target=unplug_and_replug)
     worker.start()
-    app.run(max_frames=120)
+    app.run(max_frames=80)
     worker.join()
     assert camera.opens >= 2
     assert marks["frames_again"] - marks["replug"] < 5.0
