@@ -1,28 +1,82 @@
 #!/usr/bin/env bash
-# Install Consentry on 64-bit Raspberry Pi OS (Bookworm, Python 3.11). Run as root from a checkout.
+# Install Consentry on 64-bit Raspberry Pi OS: Trixie (Python 3.13, numpy 2 from apt) or
+# Bookworm (Python 3.11, numpy 1.24 from apt). Run as root from a checkout. Idempotent.
+#
+#   sudo deploy/install.sh                      # install
+#   deploy/install.sh --dry-run --root /tmp/r   # print the commands, write files under /tmp/r
 set -euo pipefail
 src="$(cd "$(dirname "$0")/.." && pwd)"
-apt-get update
-# picamera2 comes from Raspberry Pi OS's apt, not PyPI; the venv sees it via system site packages.
-apt-get install -y python3-venv python3-picamera2 mosquitto
-id consentry >/dev/null 2>&1 || useradd --system --home /var/lib/consentry --shell /usr/sbin/nologin consentry
-install -d -m 0755 /opt/consentry /usr/share/consentry/models /etc/consentry
-python3 -m venv --system-site-packages /opt/consentry/.venv
-/opt/consentry/.venv/bin/pip install --upgrade pip
-/opt/consentry/.venv/bin/pip install "$src"
-install -m 0644 "$src"/models/manifest.json "$src"/models/*.tflite /usr/share/consentry/models/
-/opt/consentry/.venv/bin/env CONSENTRY_MODELS=/usr/share/consentry/models /opt/consentry/.venv/bin/consentry models
-[ -f /etc/consentry/consentry.toml ] || install -m 0644 "$src"/deploy/consentry.toml /etc/consentry/consentry.toml
-install -d -m 0755 /etc/consentry/consent
-install -m 0644 "$src"/deploy/consent/*.txt /etc/consentry/consent/
-# The master key is created once, encrypted for this machine, and never written in clear.
-if [ ! -f /etc/consentry/master.key.cred ]; then
-  head -c 32 /dev/urandom | systemd-creds encrypt --name=consentry-master-key - /etc/consentry/master.key.cred
-  chmod 0600 /etc/consentry/master.key.cred
+root=""
+dry=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) dry=1 ;;
+    --root) root="$2"; shift ;;
+    *) echo "usage: $0 [--dry-run] [--root DIR]" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+run() { if [ "$dry" = 1 ]; then echo "+ $*"; else "$@"; fi; }
+put() { # put MODE SOURCE DEST: install a file under $root (always, also in a dry run)
+  install -D -m "$1" "$2" "$root$3"
+}
+have() { [ -e "$root$1" ]; }
+
+codename="$( . "${root}/etc/os-release" 2>/dev/null && echo "${VERSION_CODENAME:-}" || true)"
+case "$codename" in
+  trixie) echo "Raspberry Pi OS Trixie: Python 3.13, numpy 2 from apt" ;;
+  bookworm) echo "Raspberry Pi OS Bookworm: Python 3.11, numpy 1.24 from apt" ;;
+  *) echo "warning: untested release '${codename:-unknown}'; continuing" ;;
+esac
+
+# picamera2 and its compiled helpers come from apt, built against apt's numpy; OpenCV too.
+# The venv sees them through --system-site-packages, and pip is told never to replace
+# numpy (a constraint pins apt's version), so nothing in the venv shadows them with an
+# ABI-incompatible copy. ai-edge-litert has aarch64 wheels for both Pythons.
+run apt-get update
+run apt-get install -y --no-install-recommends python3-venv python3-numpy python3-opencv \
+  python3-picamera2 python3-cryptography python3-gpiozero mosquitto mosquitto-clients
+
+run id consentry || run useradd --system --home /var/lib/consentry --shell /usr/sbin/nologin \
+  --groups video,gpio consentry
+if [ ! -x "$root/opt/consentry/.venv/bin/python" ]; then
+  run python3 -m venv --system-site-packages /opt/consentry/.venv
 fi
-/opt/consentry/.venv/bin/consentry --config /etc/consentry/consentry.toml retention-schedule \
-  > /etc/consentry/retention-schedule.md
-install -m 0644 "$src"/deploy/mosquitto-consentry.conf /etc/mosquitto/conf.d/consentry.conf
-install -m 0644 "$src"/deploy/consentry.service /etc/systemd/system/consentry.service
-systemctl daemon-reload
-systemctl enable --now mosquitto consentry
+numpy_version="$(python3 -c 'import numpy; print(numpy.__version__)' 2>/dev/null || echo unknown)"
+mkdir -p "$root/opt/consentry"
+echo "numpy==$numpy_version" > "$root/opt/consentry/constraints.txt"
+# The package itself without its pip dependencies, then the ones apt does not provide.
+run /opt/consentry/.venv/bin/pip install --no-deps "$src"
+run /opt/consentry/.venv/bin/pip install -c /opt/consentry/constraints.txt "ai-edge-litert>=1.2" \
+  "paho-mqtt>=2.0" "pydantic>=2.6"
+
+for f in "$src"/models/manifest.json "$src"/models/*.tflite; do
+  put 0644 "$f" "/usr/share/consentry/models/$(basename "$f")"
+done
+run env CONSENTRY_MODELS=/usr/share/consentry/models /opt/consentry/.venv/bin/consentry models
+
+have /etc/consentry/consentry.toml || put 0644 "$src/deploy/consentry.toml" /etc/consentry/consentry.toml
+for f in "$src"/deploy/consent/*.txt; do put 0644 "$f" "/etc/consentry/consent/$(basename "$f")"; done
+put 0644 "$src/deploy/consentry.service" /etc/systemd/system/consentry.service
+put 0644 "$src/deploy/mosquitto-consentry.conf" /etc/mosquitto/conf.d/consentry.conf
+have /etc/mosquitto/consentry.acl || put 0644 "$src/deploy/mosquitto-consentry.acl" /etc/mosquitto/consentry.acl
+install -d -m 0700 "$root/var/lib/consentry"
+run chown consentry:consentry /var/lib/consentry
+
+# Secrets, created once: the vault's master key and the appliance's MQTT password, each
+# encrypted by systemd-creds for this machine; never written in clear.
+if ! have /etc/consentry/master.key.cred; then
+  run sh -c "head -c 32 /dev/urandom | systemd-creds encrypt --name=consentry-master-key - /etc/consentry/master.key.cred"
+fi
+if ! have /etc/consentry/mqtt.cred; then
+  run sh -c 'p=$(head -c 24 /dev/urandom | base64 | tr -d "/+="); \
+    mosquitto_passwd -b /etc/mosquitto/consentry.passwd consentry-1 "$p" && \
+    printf "consentry-1:%s" "$p" | systemd-creds encrypt --name=consentry-mqtt - /etc/consentry/mqtt.cred'
+fi
+run sh -c "/opt/consentry/.venv/bin/consentry --config /etc/consentry/consentry.toml retention-schedule \
+  > /etc/consentry/retention-schedule.md"
+
+run systemctl daemon-reload
+run systemctl enable --now mosquitto consentry
+echo "installed; the retention schedule to publish is /etc/consentry/retention-schedule.md"
