@@ -199,6 +199,9 @@ class Appliance:
                                                          subjects=len(self.gallery.subjects)))
             timers.setdefault("t0", timers["status"] - 10.0)
             timers["status"] = now
+            link = "connected" if getattr(self.bus, "connected", None) is None or self.bus.connected.is_set() \
+                else f"broker unreachable, {self.bus.queued} queued"
+            self.out(f"{self.frames} frames ({fps:.1f} fps), camera {self.camera.status}, mqtt {link}")
         if now - timers["hour"] >= 3600.0:
             self._flush_unknown()
             timers["hour"] = now
