@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 # System packages the tests use (a real MQTT broker; Chromium for the web tests), installed
 # from Debian when missing and when we may (root or passwordless sudo); tests skip or fall
 # back with a clear reason otherwise.
-SYSDEPS := mosquitto
+SYSDEPS := mosquitto chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] && echo "" || (sudo -n true 2>/dev/null && echo sudo -n))
 .PHONY: sysdeps
 sysdeps:

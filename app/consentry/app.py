@@ -8,6 +8,7 @@ requests from the broker arrive through ``bus.inbox`` and are handled between fr
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import logging
@@ -65,6 +66,9 @@ class Appliance:
         self.stopping = False
         self.frames = 0
         self._unknown = 0
+        self._latencies: collections.deque[float] = collections.deque(maxlen=100)
+        self._frame_times: collections.deque[float] = collections.deque(maxlen=60)
+        self._fps = 0.0
         self._seen_commands: dict[str, float] = {}
         self._closers: list[Callable[[], None]] = []
 
@@ -83,6 +87,7 @@ class Appliance:
         self.recognizer.gallery = self.gallery
         self._start_bus()
         self._start_profile(model)
+        self._start_web()
         self.out(f"consentry: profile {s.profile}, source {self._source_spec or s.camera.source or 'auto'}, "
                  f"runtime {self.recognizer.tracker.pipeline.runtime}, {len(self.gallery.subjects)} subject(s)")
         self.notifier.ready(f"{s.profile}: {len(self.gallery.subjects)} subjects")
@@ -123,6 +128,35 @@ class Appliance:
         self.bus.start()
         self._closers.append(self.bus.close)
 
+    def _start_web(self) -> None:
+        from .web.state import KioskState
+
+        self.kiosk = KioskState()
+        self._guided = None
+        if not self.settings.http.enabled:
+            return
+        from .web.server import WebApp, WebServer
+
+        self.web = WebServer(WebApp(self.settings, self.kiosk, self.vault, health=self.health),
+                             self.settings.http.bind, self.settings.http.port)
+        self.web.start()
+        self._closers.append(self.web.close)
+        self.out(f"web page at {self.web.url}")
+
+    def health(self) -> dict:
+        """Figures for the staff page: nothing about anyone's face."""
+        times = sorted(self._latencies) or [0.0]
+        stamps = list(self._frame_times)
+        fps = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
+        link = "connected" if getattr(self.bus, "connected", None) is None or self.bus.connected.is_set() \
+            else f"unreachable ({self.bus.queued} queued, {self.bus.dropped} dropped)"
+        return {"frames": self.frames, "frame rate": f"{fps:.1f} fps",
+                "latency per frame (median / p90)": f"{times[len(times) // 2]:.1f} / "
+                                                    f"{times[int(len(times) * 0.9)]:.1f} ms",
+                "per-stage latency": ", ".join(f"{k} {v:.1f} ms" for k, v in self.recognizer.tracker.timings.items()),
+                "camera": self.camera.status, "broker": link, "profile": self.settings.profile,
+                "enrolled for this profile": len(self.gallery.subjects)}
+
     def _start_profile(self, model: str) -> None:
         s = self.settings
         if s.profile == "door":
@@ -144,8 +178,11 @@ class Appliance:
                                          on_verified=self._seen)
 
     # -- the loop -------------------------------------------------------------------------
-    def run(self, max_frames: int | None = None) -> int:
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def run(self, max_frames: int | None = None, *, handle_signals: bool = True) -> int:
+        """Until the source ends (with exit_at_end), ``max_frames``, a signal or :meth:`request_stop`;
+        ``handle_signals`` False lets it run on a thread other than the main one."""
+        signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
         try:
             self.start()
             timers = {"status": time.monotonic(), "hour": time.monotonic(), "purge": time.monotonic()}
@@ -161,6 +198,9 @@ class Appliance:
         return self.frames
 
     def _on_signal(self, signum: int, _frame: object) -> None:
+        self.request_stop()
+
+    def request_stop(self) -> None:
         self.stopping = True
         camera = getattr(self, "camera", None)
         if camera is not None:
@@ -172,7 +212,11 @@ class Appliance:
         self.notifier.alive()
         self._drain_inbox()
         try:
-            if isinstance(self.policy, DoorPolicy):
+            if self.kiosk.capture is not None and self.kiosk.capture.state == "capturing":
+                self._capture_step(frame, self.kiosk.capture)
+            elif self.kiosk.forget is not None and self.kiosk.forget.state == "looking":
+                self._forget_step(frame, self.kiosk.forget)
+            elif isinstance(self.policy, DoorPolicy):
                 results = self.recognizer.step(frame)
                 self.policy.handle(results, (time.perf_counter() - start) * 1000.0)
             elif self.policy.active:
@@ -187,11 +231,61 @@ class Appliance:
             log.warning("frame %d skipped: %s", self.frames, exc)
         finally:
             frame.fill(0)
+            self._latencies.append((time.perf_counter() - start) * 1000.0)
+            self._frame_times.append(time.monotonic())
+
+    def _capture_step(self, frame, capture) -> None:
+        """Kiosk enrolment: guided capture, then the vault, then a live gallery reload."""
+        from .enrolment import GuidedCapture
+        from .web.state import ADVICE
+
+        if self._guided is None:
+            self._guided = GuidedCapture(self.recognizer.tracker.pipeline, needed=capture.needed)
+        reason = self._guided.step(frame)
+        with self.kiosk.lock:
+            capture.hint = ADVICE.get(reason, "Hold still — capturing") if reason else "Hold still — capturing"
+            capture.collected = len(self._guided.vectors)
+        if not self._guided.done and time.monotonic() < capture.deadline:
+            return
+        guided, self._guided = self._guided, None
+        try:
+            if not guided.done:
+                raise ConsentryError("no good face was seen in time; nothing was stored")
+            subject = self.vault.enroll(capture.name, capture.consent, guided.vectors,
+                                        self.recognizer.tracker.pipeline.embedder.name)
+            code = self.vault.issue_revocation_code(subject)
+            self._reload_gallery()
+            with self.kiosk.lock:
+                capture.subject, capture.code, capture.state = subject, code, "done"
+            self.out(f"enrolled {subject} at the kiosk")
+        except ConsentryError as exc:
+            with self.kiosk.lock:
+                capture.state, capture.error = "failed", str(exc)
+        finally:
+            guided.wipe()
+
+    def _forget_step(self, frame, forget) -> None:
+        """Withdrawal by face: the same k-of-n evidence as the door, but nothing opens."""
+        for result in self.recognizer.step(frame):
+            if result.state == "match" and result.subject:
+                with self.kiosk.lock:
+                    forget.candidate, forget.state = result.subject, "found"
+                return
+        if time.monotonic() > forget.deadline:
+            with self.kiosk.lock:
+                forget.state = "timeout"
+
+    def _reload_gallery(self) -> None:
+        templates = self.vault.load_templates(self.gallery.model, self.settings.profile)
+        try:
+            self.gallery.replace(templates.templates)
+        finally:
+            templates.wipe()
 
     def _periodic(self, timers: dict[str, float]) -> None:
         now = time.monotonic()
         if now - timers["status"] >= 10.0:
-            fps = self.frames / max(now - timers.get("t0", timers["status"] - 10.0), 1e-3)
+            fps = self._fps = self.frames / max(now - timers.get("t0", timers["status"] - 10.0), 1e-3)
             self.bus.publish("status", messages.envelope(frames=self.frames, fps=round(fps, 1),
                                                          camera=self.camera.status[:80], profile=self.settings.profile,
                                                          dropped_events=self.bus.dropped,
@@ -215,6 +309,7 @@ class Appliance:
         self.bus.publish(suffix, payload)
         if suffix == "event/access":
             self.bus.publish_state("state/last_decision", payload["decision"])
+            self.kiosk.record_decision(payload["decision"])
             who = payload["subject"] or "unknown face"
             self.out(f"{payload['decision']}: {who}" + (f" (distance {payload['distance']})"
                                                         if payload.get("distance") is not None else ""))

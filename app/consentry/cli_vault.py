@@ -148,6 +148,27 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_admin_secret(args: argparse.Namespace, settings: Settings) -> int:
+    """Set the staff password (`admin`) or the enrolment PIN (`pin`), hashed with Argon2id."""
+    from .web.auth import hash_secret
+
+    kind = "pin" if args.admin_command == "set-pin" else "admin"
+    label = "enrolment PIN" if kind == "pin" else "staff password"
+    if args.stdin:
+        secret = sys.stdin.readline().rstrip("\n")
+    else:
+        secret = getpass.getpass(f"New {label}: ")
+        if getpass.getpass(f"Repeat the {label}: ") != secret:
+            raise ConfigError(f"the two {label}s differ; nothing was changed")
+    minimum = 4 if kind == "pin" else 10
+    if len(secret) < minimum:
+        raise ConfigError(f"the {label} must have at least {minimum} characters")
+    with _vault(args, settings) as vault:
+        vault.set_credential(kind, hash_secret(secret))
+    print(f"{label} set")
+    return 0
+
+
 def cmd_retention_schedule(args: argparse.Namespace, settings: Settings) -> int:
     from .vault.schedule import retention_schedule
 
@@ -195,4 +216,9 @@ def add_commands(sub: argparse._SubParsersAction, wrap: Callable) -> None:
     sp.add_argument("--dry-run", action="store_true")
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
     add(audit, "verify", cmd_audit_verify, "check the hash chain")
+    admin = sub.add_parser("admin", help="web page staff credentials").add_subparsers(dest="admin_command",
+                                                                                      required=True)
+    for name, what in (("set-password", "the staff password for /admin"), ("set-pin", "the enrolment PIN")):
+        sp = add(admin, name, cmd_admin_secret, f"set {what} (Argon2id)", json_flag=False)
+        sp.add_argument("--stdin", action="store_true", help="read it from standard input")
     add(sub, "retention-schedule", cmd_retention_schedule, "print the retention schedule (Markdown)", json_flag=False)

@@ -163,7 +163,10 @@ class MqttConfig(_Strict):
 class HttpConfig(_Strict):
     bind: str = Field("127.0.0.1", description="Web page bind address.")
     port: int = Field(8080, ge=0, le=65535, description="Web page port (0: choose a free one).")
-    enabled: bool = Field(False, description="Serve the kiosk and admin pages.")
+    enabled: bool = Field(False, description="Serve the kiosk and admin pages (`--http-port` turns it on).")
+    consent_dir: Path | None = Field(None, description="Folder with door.txt and checkout.txt consent texts; "
+                                     "default: the checkout's deploy/consent, else /etc/consentry/consent.")
+    capture_templates: int = Field(5, ge=1, le=20, description="Templates taken during kiosk enrolment.")
 
 
 class Settings(_Strict):

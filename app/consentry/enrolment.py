@@ -69,3 +69,40 @@ def identify_image(pipeline: FacePipeline, gallery: Gallery, path: Path) -> list
         pipeline.wipe()
         rgb.fill(0)
     return out
+
+
+class GuidedCapture:
+    """Enrolment from live frames: exactly one face, all quality gates passed, and a
+    template from every ``spacing``-th good frame until ``needed`` are collected. ``step``
+    returns the reason a frame was not usable (a key of web.state.ADVICE) or None."""
+
+    def __init__(self, pipeline: FacePipeline, needed: int = 5, spacing: int = 3) -> None:
+        self.pipeline = pipeline
+        self.needed = needed
+        self.spacing = spacing
+        self.vectors: list[np.ndarray] = []
+        self._good = 0
+
+    @property
+    def done(self) -> bool:
+        return len(self.vectors) >= self.needed
+
+    def step(self, frame: np.ndarray) -> str | None:
+        try:
+            faces = self.pipeline.faces(frame)
+            if len(faces) != 1:
+                return "no_face" if not faces else "several_faces"
+            quality = self.pipeline.assess(frame, faces[0])
+            if not quality.ok:
+                return quality.reasons[0]
+            self._good += 1
+            if self._good % self.spacing == 1 or self.spacing == 1:
+                self.vectors.append(self.pipeline.embed(frame, faces[0]).vector.copy())
+            return None
+        finally:
+            self.pipeline.wipe()
+
+    def wipe(self) -> None:
+        for v in self.vectors:
+            v.fill(0)
+        self.vectors.clear()

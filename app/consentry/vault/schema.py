@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import VaultError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -46,6 +46,13 @@ MIGRATIONS: dict[int, str] = {
         prev TEXT NOT NULL,
         mac TEXT NOT NULL
     );
+    """,
+    # 2: a keyed hash of each subject's revocation code (the code itself is never stored),
+    # and a table for the staff password / enrolment PIN hashes (Argon2id).
+    2: """
+    ALTER TABLE subjects ADD COLUMN revocation_tag TEXT;
+    CREATE UNIQUE INDEX subjects_revocation ON subjects(revocation_tag);
+    CREATE TABLE credentials (kind TEXT PRIMARY KEY, hash TEXT NOT NULL, updated TEXT NOT NULL);
     """,
 }
 

@@ -11,6 +11,8 @@ linked. Revoking deletes the wrapped key, the templates and the record, overwrit
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -38,16 +40,21 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
+# The version of the blob formats, bound into every blob's associated data. Independent of the
+# database schema, so a migration that adds a column never invalidates stored blobs.
+BLOB_VERSION = 1
+
+
 def _aad_key(subject: str) -> str:
-    return f"consentry:data-key:v{schema.SCHEMA_VERSION}:{subject}"
+    return f"consentry:data-key:v{BLOB_VERSION}:{subject}"
 
 
 def _aad_name(subject: str) -> str:
-    return f"consentry:name:v{schema.SCHEMA_VERSION}:{subject}"
+    return f"consentry:name:v{BLOB_VERSION}:{subject}"
 
 
 def _aad_template(subject: str, template: str, model: str) -> str:
-    return f"consentry:template:v{schema.SCHEMA_VERSION}:{subject}:{template}:{model}"
+    return f"consentry:template:v{BLOB_VERSION}:{subject}:{template}:{model}"
 
 
 @dataclass(frozen=True)
@@ -326,6 +333,42 @@ class Vault:
             callback(subject)
         return DeletionReceipt(subject, now, destroyed, mac, reason)
 
+    # -- revocation codes and staff credentials -------------------------------------------
+    def issue_revocation_code(self, subject: str) -> str:
+        """A new code that withdraws ``subject``'s consent without staff; only a keyed hash
+        of it is stored, so the code is shown once and cannot be recovered."""
+        code = new_revocation_code()
+        with self._txn():
+            updated = self._conn.execute("UPDATE subjects SET revocation_tag=? WHERE id=?",
+                                         (self._code_tag(code), subject)).rowcount
+        if not updated:
+            raise SubjectNotFound(f"no subject {subject}")
+        return code
+
+    def revoke_by_code(self, code: str) -> DeletionReceipt:
+        with self._lock:
+            row = self._conn.execute("SELECT id FROM subjects WHERE revocation_tag=?",
+                                     (self._code_tag(code),)).fetchone()
+        if row is None:
+            raise SubjectNotFound("no subject has that revocation code")
+        return self.revoke(row[0], reason="withdrawn with revocation code")
+
+    def _code_tag(self, code: str) -> str:
+        key = crypto.derive(self.audit.key, "revocation-code")
+        return hmac.new(key, normalise_code(code).encode(), hashlib.sha256).hexdigest()
+
+    def set_credential(self, kind: str, hashed: str) -> None:
+        """Store a staff password / PIN hash (Argon2id, made by the caller)."""
+        with self._txn():
+            self._conn.execute("INSERT OR REPLACE INTO credentials(kind, hash, updated) VALUES (?,?,?)",
+                               (kind, hashed, self._now()))
+            self.audit.append(self._now(), "credential_set", credential=kind)
+
+    def credential(self, kind: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT hash FROM credentials WHERE kind=?", (kind,)).fetchone()
+        return row[0] if row else None
+
     def _checkpoint(self) -> None:
         """Copy the WAL into the database and truncate it, so no deleted page survives there."""
         with self._lock:
@@ -398,6 +441,21 @@ class Vault:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
+
+
+def new_revocation_code() -> str:
+    """16 symbols (80 bits) in groups of four, e.g. ``7KQ2-M9XD-4HTR-0BWE``."""
+    symbols = "".join(secrets.choice(CODE_ALPHABET) for _ in range(16))
+    return "-".join(symbols[i:i + 4] for i in range(0, 16, 4))
+
+
+def normalise_code(code: str) -> str:
+    """Forgiving input: case, spaces and dashes ignored; O→0, I/L→1."""
+    text = "".join(ch for ch in code.upper() if ch.isalnum())
+    return text.translate(str.maketrans("OIL", "011"))
 
 
 def default_home() -> Path:
