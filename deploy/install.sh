@@ -36,7 +36,7 @@ esac
 # ABI-incompatible copy. ai-edge-litert has aarch64 wheels for both Pythons.
 run apt-get update
 run apt-get install -y --no-install-recommends python3-venv python3-numpy python3-opencv \
-  python3-picamera2 python3-cryptography python3-gpiozero mosquitto mosquitto-clients
+  python3-picamera2 python3-cryptography python3-gpiozero python3-argon2 mosquitto mosquitto-clients chromium curl
 
 run id consentry || run useradd --system --home /var/lib/consentry --shell /usr/sbin/nologin \
   --groups video,gpio consentry
@@ -49,7 +49,7 @@ echo "numpy==$numpy_version" > "$root/opt/consentry/constraints.txt"
 # The package itself without its pip dependencies, then the ones apt does not provide.
 run /opt/consentry/.venv/bin/pip install --no-deps "$src"
 run /opt/consentry/.venv/bin/pip install -c /opt/consentry/constraints.txt "ai-edge-litert>=1.2" \
-  "paho-mqtt>=2.0" "pydantic>=2.6"
+  "paho-mqtt>=2.0" "pydantic>=2.6" "segno>=1.6"
 
 for f in "$src"/models/manifest.json "$src"/models/*.tflite; do
   put 0644 "$f" "/usr/share/consentry/models/$(basename "$f")"
@@ -59,6 +59,7 @@ run env CONSENTRY_MODELS=/usr/share/consentry/models /opt/consentry/.venv/bin/co
 have /etc/consentry/consentry.toml || put 0644 "$src/deploy/consentry.toml" /etc/consentry/consentry.toml
 for f in "$src"/deploy/consent/*.txt; do put 0644 "$f" "/etc/consentry/consent/$(basename "$f")"; done
 put 0644 "$src/deploy/consentry.service" /etc/systemd/system/consentry.service
+put 0644 "$src/deploy/consentry-kiosk.service" /etc/systemd/user/consentry-kiosk.service
 put 0644 "$src/deploy/mosquitto-consentry.conf" /etc/mosquitto/conf.d/consentry.conf
 have /etc/mosquitto/consentry.acl || put 0644 "$src/deploy/mosquitto-consentry.acl" /etc/mosquitto/consentry.acl
 install -d -m 0700 "$root/var/lib/consentry"
@@ -79,4 +80,8 @@ run sh -c "/opt/consentry/.venv/bin/consentry --config /etc/consentry/consentry.
 
 run systemctl daemon-reload
 run systemctl enable --now mosquitto consentry
+# The kiosk screen, where there is a desktop (chromium from apt: the page needs nothing online).
+if [ "$dry" = 1 ] || command -v chromium >/dev/null 2>&1; then
+  run systemctl --global enable consentry-kiosk
+fi
 echo "installed; the retention schedule to publish is /etc/consentry/retention-schedule.md"

@@ -25,11 +25,13 @@ def dry_run(root: Path, codename: str) -> str:
 def test_installer_dry_run_lays_out_the_system_and_is_idempotent(tmp_path, codename):
     out = dry_run(tmp_path, codename)
     assert "python3-picamera2" in out and "--system-site-packages" in out
+    assert "systemctl --global enable consentry-kiosk" in out
     assert "pip install --no-deps" in out and "-c /opt/consentry/constraints.txt" in out
     assert "numpy==" in (tmp_path / "opt" / "consentry" / "constraints.txt").read_text()
     for path in ("etc/systemd/system/consentry.service", "etc/consentry/consentry.toml",
                  "etc/consentry/consent/door.txt", "etc/mosquitto/conf.d/consentry.conf",
-                 "etc/mosquitto/consentry.acl", "usr/share/consentry/models/manifest.json"):
+                 "etc/mosquitto/consentry.acl", "usr/share/consentry/models/manifest.json",
+                 "etc/systemd/user/consentry-kiosk.service"):
         assert (tmp_path / path).is_file(), path
     assert (tmp_path / "var/lib/consentry").stat().st_mode & 0o777 == 0o700
     config = tmp_path / "etc/consentry/consentry.toml"
