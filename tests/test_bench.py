@@ -16,7 +16,7 @@ def test_frame_bench_reports_every_stage(tmp_path, capsys):
     assert main(["bench", "--images", str(tmp_path), "--gallery-size", "1000", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["frames"] == 2 and result["faces"] == 1
-    assert {"decode", "detect", "landmarks", "quality", "align", "embed", "match", "frame",
+    assert {"decode", "detect", "landmarks", "quality", "refine", "align", "embed", "match", "frame",
             "detect_no_face"} <= result["stages"].keys()
     assert result["search"]["gallery_size"] == 1000 and result["peak_rss_mb"] > 0
     assert "ratio_vs_face_recognition" not in result

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 from consentry.cli import main
+from consentry.config import Settings
 from consentry.enrolment import enrolment_templates, identify_image
 from consentry.match import MatchPolicy, gallery_from_vault
 from consentry.vault import KeyFile, Vault
@@ -72,7 +73,7 @@ def test_identifying_a_stranger_writes_nothing(tmp_path, pipeline, astronaut):
     cv2.imwrite(str(image), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
     with Vault(tmp_path / "home", keyfile) as vault:
         vault.enroll("Someone Else", consent(), vectors(1), pipeline.embedder.name)
-        gallery = gallery_from_vault(vault, pipeline.embedder.name, MatchPolicy(0.4443)).gallery
+        gallery = gallery_from_vault(vault, pipeline.embedder.name, MatchPolicy(Settings().match.threshold)).gallery
         before = {p: p.read_bytes() for p in (tmp_path / "home").iterdir()}
         writes: list[tuple] = []
         active = [True]
@@ -150,7 +151,7 @@ def test_the_same_face_on_two_deployments_cannot_be_linked_real(tmp_path, faces_
     a, b = enrol_both(tmp_path, items, pipeline.embedder.name)
     same, diff = cross_home_distances(a, b)
     assert 0.3 < auc(same, diff) < 0.7
-    assert same.min() > 0.4443, "a cross-site pair would pass the match threshold"
+    assert same.min() > Settings().match.threshold, "a cross-site pair would pass the match threshold"
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str]:

@@ -48,6 +48,15 @@ SPECS = [
     {"name": "dlib_resnet_v1_int8", "role": "embedder", "file": "dlib_resnet_v1_int8.tflite",
      "precision": "int8", "input": {**_CHIP_IN, "dtype": "uint8", "scale": 1.0, "zero_point": 0},
      "output": _DESC_OUT, "license": DLIB_LICENSE, "source": DLIB_SOURCE},
+    {"name": "dlib_shape_predictor_5", "role": "landmarks5", "file": "dlib_shape_predictor_5.npz",
+     "precision": "float32",
+     "input": {"image": "RGB uint8 frame (intensity (r+g+b)/3 is sampled)",
+               "rect": "face rectangle (left, top, right, bottom), dlib HOG-detector convention"},
+     "output": {"points": [5, 2], "meaning": "dlib 5-point order, frame pixels"},
+     "format": "numpy .npz: 15 cascade levels x 500 regression trees (depth 4) x 800 pixel features",
+     "license": "Public domain (dlib model released into the public domain by its author); see models/README.md",
+     "source": "shape_predictor_5_face_landmarks.dat by Davis King (PyPI face_recognition_models 0.3.0), "
+               "converted by models/recipe/build_shape5.py (make models)"},
 ]
 
 

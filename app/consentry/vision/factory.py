@@ -12,6 +12,7 @@ from .tracking import FaceTracker, TrackingOptions
 def pipeline_from_config(cfg: VisionConfig, quality: QualityConfig | None = None) -> FacePipeline:
     options = VisionOptions(
         detector=cfg.detector, landmarks=cfg.landmarks, embedder=cfg.embedder, flip=cfg.flip, threads=cfg.threads,
+        refine="dlib_shape_predictor_5" if cfg.refine_landmarks else None,
         runtime=cfg.runtime,
         detector_options=DetectorOptions(min_score=cfg.min_detection_score, max_faces=cfg.max_faces),
         quality=QualityOptions(**(quality or QualityConfig()).model_dump()),
