@@ -87,3 +87,15 @@ def test_run_demo_source_runs_and_stops(capsys, tmp_path):
 def test_unknown_source_is_a_config_error(capsys):
     code, _, err = _run(capsys, "run", "--source", "webcam", "--frames", "1")
     assert code == 2 and "unknown frame source" in err
+
+
+def test_config_check_explains_every_setting(capsys):
+    from pathlib import Path
+
+    shipped = Path(__file__).parents[1] / "deploy" / "consentry.toml"
+    code, out, _ = _run(capsys, "config", "check", str(shipped), "--explain")
+    assert code == 0 and "[mqtt]" in out and "threshold = 0.4578" in out
+    lines = out.splitlines()
+    for i, line in enumerate(lines):
+        if " = " in line and not line.startswith(" "):
+            assert lines[i + 1].strip(), f"setting without a description: {line}"

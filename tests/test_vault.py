@@ -265,3 +265,19 @@ def test_declining_consent_at_the_prompt_stores_nothing(tmp_path, monkeypatch, c
     assert "Face recognition for opening this door" in out and "nothing was captured" in out
     assert not (home / DB_NAME).exists() or "enrol" not in str(Vault(home, KeyFile(home / "master.key"))
                                                                .audit.entries())
+
+
+def test_a_schema_1_store_is_migrated_and_keeps_its_subjects(tmp_path, keyfile):
+    home = tmp_path / "home"
+    with Vault(home, keyfile) as v:
+        sid = v.enroll(NAME, consent(), vectors(70), MODEL)
+    conn = sqlite3.connect(home / DB_NAME)  # turn it back into what schema 1 looked like
+    conn.executescript("DROP INDEX subjects_revocation; ALTER TABLE subjects DROP COLUMN revocation_tag; "
+                       "DROP TABLE credentials; UPDATE meta SET value = 1 WHERE key = 'schema_version';")
+    conn.close()
+    with Vault(home, keyfile) as v:
+        assert v._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == 2
+        assert [s.id for s in v.subjects()] == [sid]
+        assert gallery_from_vault(v, MODEL, MatchPolicy(0.3)).gallery.identify(vectors(70)[0], MODEL).subject == sid
+        code = v.issue_revocation_code(sid)
+        assert v.revoke_by_code(code).subject == sid

@@ -188,6 +188,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_config_check(args: argparse.Namespace) -> int:
     settings = load_settings(Path(args.file))
     print(f"{args.file}: valid (schema {settings.schema_version})")
+    if args.explain:
+        from .config import explain
+
+        print(explain(settings))
     return 0
 
 
@@ -259,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     chk = cfg_sub.add_parser("check", help="validate a config file")
     chk.add_argument("file")
+    chk.add_argument("--explain", action="store_true", help="print every setting, its value and its meaning")
     chk.set_defaults(func=cmd_config_check)
     return p
 

@@ -242,3 +242,20 @@ def save_settings(settings: Settings, path: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def explain(settings: Settings) -> str:
+    """Every setting with its value and what it means (for `consentry config check --explain`)."""
+    lines = []
+
+    def walk(model: BaseModel, prefix: str) -> None:
+        for name, field in type(model).model_fields.items():
+            value = getattr(model, name)
+            if isinstance(value, BaseModel):
+                lines.append(f"\n[{prefix}{name}]")
+                walk(value, f"{prefix}{name}.")
+            else:
+                lines.append(f"{name} = {value!r}\n    {field.description or ''}")
+
+    walk(settings, "")
+    return "\n".join(lines).strip()
