@@ -30,8 +30,10 @@ sysdeps:
 	  else echo "not root: cannot install$$missing; the tests that need them will say so"; fi; \
 	fi
 
+# The appliance with its kiosk page on http://127.0.0.1:8080 (a master key is made on first run).
 run: $(STAMP)
-	$(VENV)/bin/consentry run
+	$(VENV)/bin/consentry keys init --if-missing
+	$(VENV)/bin/consentry run --http-port 8080
 
 test: $(STAMP) sysdeps
 	$(VENV)/bin/ruff check app tests models/recipe

@@ -29,6 +29,8 @@ def cmd_keys_init(args: argparse.Namespace, settings: Settings) -> int:
     from .vault.keys import KeyFile
 
     path = key_file_path(settings.vault, args.home)
+    if args.if_missing and path.exists():
+        return 0
     KeyFile(path).create()
     print(f"created key file {path} (mode 600). Back it up somewhere safe: without it the templates are lost.")
     return 0
@@ -186,7 +188,8 @@ def add_commands(sub: argparse._SubParsersAction, wrap: Callable) -> None:
         return sp
 
     keys = sub.add_parser("keys", help="master key management").add_subparsers(dest="keys_command", required=True)
-    add(keys, "init", cmd_keys_init, "create the master key file (owner-only)", json_flag=False)
+    sp = add(keys, "init", cmd_keys_init, "create the master key file (owner-only)", json_flag=False)
+    sp.add_argument("--if-missing", action="store_true", help="do nothing when the key file exists")
     sp = add(keys, "rotate", cmd_keys_rotate, "new master key; re-wrap every subject key", json_flag=False)
     sp.add_argument("--renew-transform", action="store_true", help="also renew the secret template transform")
 
