@@ -68,7 +68,6 @@ class Appliance:
         self._unknown = 0
         self._latencies: collections.deque[float] = collections.deque(maxlen=100)
         self._frame_times: collections.deque[float] = collections.deque(maxlen=60)
-        self._fps = 0.0
         self._seen_commands: dict[str, float] = {}
         self._closers: list[Callable[[], None]] = []
 
@@ -143,11 +142,15 @@ class Appliance:
         self._closers.append(self.web.close)
         self.out(f"web page at {self.web.url}")
 
+    def fps(self) -> float:
+        """Frames per second over the last 60 frames."""
+        stamps = list(self._frame_times)
+        return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
+
     def health(self) -> dict:
         """Figures for the staff page: nothing about anyone's face."""
         times = sorted(self._latencies) or [0.0]
-        stamps = list(self._frame_times)
-        fps = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
+        fps = self.fps()
         link = "connected" if getattr(self.bus, "connected", None) is None or self.bus.connected.is_set() \
             else f"unreachable ({self.bus.queued} queued, {self.bus.dropped} dropped)"
         return {"frames": self.frames, "frame rate": f"{fps:.1f} fps",
@@ -285,13 +288,12 @@ class Appliance:
     def _periodic(self, timers: dict[str, float]) -> None:
         now = time.monotonic()
         if now - timers["status"] >= 10.0:
-            fps = self._fps = self.frames / max(now - timers.get("t0", timers["status"] - 10.0), 1e-3)
+            fps = self.fps()
             self.bus.publish("status", messages.envelope(frames=self.frames, fps=round(fps, 1),
                                                          camera=self.camera.status[:80], profile=self.settings.profile,
                                                          dropped_events=self.bus.dropped,
                                                          queued_events=self.bus.queued,
                                                          subjects=len(self.gallery.subjects)))
-            timers.setdefault("t0", timers["status"] - 10.0)
             timers["status"] = now
             link = "connected" if getattr(self.bus, "connected", None) is None or self.bus.connected.is_set() \
                 else f"broker unreachable, {self.bus.queued} queued"
