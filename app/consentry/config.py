@@ -35,6 +35,9 @@ class VisionConfig(_Strict):
     flip: bool = Field(True, description="Average each face's descriptor with its mirror image's (one more "
                        "embedder run; TAR at FAR 1e-3 0.809 -> 0.833 on CelebA). Templates made with and "
                        "without it are never compared.")
+    still_fallback: bool = Field(True, description="For still images (eval, enrol and identify from files, "
+                                 "compare), search again with the full-range detector when the main one finds no "
+                                 "face; live camera frames never do.")
     refine_landmarks: bool = Field(True, description="Refine the chip's five points with dlib's own 5-point "
                                    "predictor (models/dlib_shape_predictor_5.npz, ~3 ms per embedded face): "
                                    "chips then match dlib's to a descriptor L2 of 0.045 instead of 0.093.")

@@ -35,7 +35,7 @@ def enrolment_templates(pipeline: FacePipeline, images: Sequence[Path]) -> tuple
             rejected.append(Rejected(str(path), "unreadable"))
             continue
         try:
-            faces = pipeline.faces(rgb)
+            faces = pipeline.faces(rgb, still=True)
             if len(faces) != 1:
                 rejected.append(Rejected(str(path), "no_face" if not faces else "several_faces"))
                 continue
@@ -56,7 +56,7 @@ def identify_image(pipeline: FacePipeline, gallery: Gallery, path: Path) -> list
     rgb = read_image(path)
     out = []
     try:
-        for slot, face in enumerate(pipeline.faces(rgb)):
+        for slot, face in enumerate(pipeline.faces(rgb, still=True)):
             quality = pipeline.assess(rgb, face)
             entry = {"box": [round(v, 1) for v in face.detection.box], "decision": "unknown",
                      "subject": None, "distance": None, "quality": list(quality.reasons)}

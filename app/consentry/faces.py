@@ -24,7 +24,7 @@ def detection_json(det: Detection) -> dict:
 def detect_image(pipeline: FacePipeline, path: Path) -> dict:
     """``{"image", "width", "height", "faces": [{"box", "score", "keypoints"}]}``."""
     rgb = read_image(path)
-    faces = pipeline.faces(rgb)
+    faces = pipeline.faces(rgb, still=True)
     return {"image": str(path), "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
             "faces": [detection_json(f.detection) for f in faces]}
 
@@ -46,7 +46,7 @@ class Comparison:
 def _embed_largest(pipeline: FacePipeline, path: Path, slot: int) -> np.ndarray:
     rgb = read_image(path)
     try:
-        face = largest_face(pipeline.faces(rgb))
+        face = largest_face(pipeline.faces(rgb, still=True))
         if face is None:
             raise NoFaceError(f"no usable face found in {path}")
         return pipeline.embed(rgb, face, slot=slot).vector

@@ -102,7 +102,7 @@ class Embedded:
 def our_embedder(pipeline: FacePipeline) -> Embed:
     """The appliance's own path; with several faces, the one nearest the image centre."""
     def embed(rgb: np.ndarray) -> np.ndarray | None:
-        face = central_face(pipeline.faces(rgb), rgb.shape[1], rgb.shape[0])
+        face = central_face(pipeline.faces(rgb, still=True), rgb.shape[1], rgb.shape[0])
         if face is None:
             return None
         try:

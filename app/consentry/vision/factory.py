@@ -13,6 +13,7 @@ def pipeline_from_config(cfg: VisionConfig, quality: QualityConfig | None = None
     options = VisionOptions(
         detector=cfg.detector, landmarks=cfg.landmarks, embedder=cfg.embedder, flip=cfg.flip, threads=cfg.threads,
         refine="dlib_shape_predictor_5" if cfg.refine_landmarks else None,
+        still_fallback="blazeface_full_range" if cfg.still_fallback else None,
         runtime=cfg.runtime,
         detector_options=DetectorOptions(min_score=cfg.min_detection_score, max_faces=cfg.max_faces),
         quality=QualityOptions(**(quality or QualityConfig()).model_dump()),
