@@ -1,5 +1,6 @@
 """Detector and mesh golden tests on a public-domain image, a no-face image and misuse."""
 
+import cv2
 import numpy as np
 import pytest
 from consentry.errors import ImageError
@@ -60,3 +61,14 @@ def test_misuse_raises_value_error(pipeline, astronaut):
         pipeline.detector.detect(np.zeros((1, 1, 3), np.uint8))
     with pytest.raises(ValueError, match="min_score"):
         DetectorOptions(min_score=1.5)
+
+
+def test_still_images_fall_back_to_the_full_range_detector(pipeline, astronaut):
+    """A small face in a large photo: the short-range model misses it, the fallback finds it;
+    a live frame (still=False) never pays for the second detector."""
+    small = cv2.resize(astronaut, None, fx=0.35, fy=0.35, interpolation=cv2.INTER_AREA)
+    photo = np.full((640, 640, 3), 90, np.uint8)
+    photo[200:200 + small.shape[0], 250:250 + small.shape[1]] = small
+    assert pipeline.faces(photo) == []
+    (face,) = pipeline.faces(photo, still=True)
+    assert 250 < face.detection.center[0] < 250 + small.shape[1]
