@@ -115,3 +115,26 @@ def test_k_of_n_evidence():
     assert never.add(Decision("match", "b", 0.4)).state == "unknown"
     with pytest.raises(ConfigError):
         EvidenceOptions(k=3, n=2)
+
+
+def test_removing_subjects_while_another_thread_searches_is_safe(rng):
+    import threading
+
+    gallery = Gallery(MODEL)
+    people = [(f"s-{i}", unit(rng)) for i in range(300)]
+    gallery.replace(people)
+    errors: list[BaseException] = []
+
+    def search() -> None:
+        try:
+            for i in range(300):
+                gallery.identify(people[i][1], MODEL)
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    worker = threading.Thread(target=search)
+    worker.start()
+    for subject, _ in people[::2]:
+        gallery.remove(subject)
+    worker.join()
+    assert errors == [] and len(gallery.subjects) == 150

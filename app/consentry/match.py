@@ -8,8 +8,10 @@ scratch buffer holding the distances is owned here and zeroed before a search re
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -63,6 +65,16 @@ class Decision:
 UNKNOWN = Decision("unknown")
 
 
+def _locked(method):
+    """Run under the gallery's lock: the web page revokes (and so removes rows) on its own
+    thread while the loop searches."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
 def policy_from_config(cfg: MatchConfig) -> MatchPolicy:
     return MatchPolicy(threshold=cfg.threshold, margin=cfg.margin)
 
@@ -86,6 +98,7 @@ class Gallery:
         self.transform = None if transform is None else np.ascontiguousarray(transform, np.float32)
         self.still_enrolled = still_enrolled
         self._transformed = np.zeros(DIM, np.float32)
+        self._lock = threading.RLock()
         self._matrix = np.zeros((0, DIM), np.float32)
         self._sq_norms = np.zeros(0, np.float32)
         self._subjects: list[str] = []       # one per subject, in row-group order
@@ -106,6 +119,7 @@ class Gallery:
         """The distance buffers a search writes (exposed so tests can prove they are zeroed)."""
         return self._scratch, self._per_subject, self._query, self._transformed
 
+    @_locked
     def replace(self, templates: Iterable[tuple[str, np.ndarray]]) -> None:
         """Load ``(subject_id, vector)`` pairs, replacing everything held before."""
         groups: dict[str, list[np.ndarray]] = {}
@@ -116,11 +130,13 @@ class Gallery:
             groups.setdefault(subject, []).append(vec)
         self._rebuild(groups)
 
+    @_locked
     def add(self, subject: str, vectors: Iterable[np.ndarray]) -> None:
         groups = self._groups()
         groups.setdefault(subject, []).extend(np.array(v, np.float32).reshape(DIM) for v in vectors)
         self._rebuild(groups)
 
+    @_locked
     def remove(self, subject: str) -> bool:
         """Drop a subject's templates; True when it was present."""
         if subject not in self._subjects:
@@ -131,6 +147,7 @@ class Gallery:
             self._rebuild(groups)
         return found
 
+    @_locked
     def close(self) -> None:
         self._rebuild({})
 
@@ -177,6 +194,7 @@ class Gallery:
             return self._transformed
         return q
 
+    @_locked
     def identify(self, query: np.ndarray, model: str) -> Decision:
         """1:N: the enrolled subject this face is, or ``unknown``."""
         q = self._check(query, model)
@@ -199,6 +217,7 @@ class Gallery:
         finally:
             self.wipe()
 
+    @_locked
     def verify(self, query: np.ndarray, model: str, subject: str) -> Decision:
         """1:1: is this face the claimed subject? The distance is reported for the claim."""
         if subject not in self._subjects or not self._enrolled(subject):
@@ -230,6 +249,7 @@ class Gallery:
             return Decision("unknown", subject, round(best, 4))
         return UNKNOWN
 
+    @_locked
     def wipe(self) -> None:
         self._transformed.fill(0)
         self._query.fill(0)
