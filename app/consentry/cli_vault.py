@@ -144,7 +144,7 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     with _vault(args, settings) as vault:
-        report = vault.audit.verify()
+        report = vault.verify_audit()
     _print(report.as_json(), args.json, lambda: (f"audit log intact: {report.entries} entries" if report.ok else
                                                  "AUDIT LOG DAMAGED:\n  " + "\n  ".join(report.problems)))
     return 0 if report.ok else 1

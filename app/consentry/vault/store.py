@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import SubjectNotFound, TemplateIntegrityError, VaultError, WrongKey
 from . import crypto, schema
-from .audit import AuditLog
+from .audit import AuditLog, AuditReport
 from .consent import MAX_RETENTION_DAYS, ConsentRecord
 from .keys import KeyFile, KeyProvider
 
@@ -425,6 +425,16 @@ class Vault:
                                (crypto.seal(data_key, crypto.vector_bytes(moved), aad), tid))
             vector.fill(0)
             moved.fill(0)
+
+    def audit_entries(self, limit: int | None = None) -> list[dict]:
+        """The newest audit entries first (under the vault's lock: the web page reads them while
+        the loop appends)."""
+        with self._lock:
+            return self.audit.entries(limit)
+
+    def verify_audit(self) -> AuditReport:
+        with self._lock:
+            return self.audit.verify()
 
     def integrity_check(self) -> str:
         with self._lock:

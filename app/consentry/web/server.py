@@ -211,7 +211,7 @@ class WebApp:
 
         subjects = [s.as_json() for s in self.vault.subjects(show_names=names, reason=form.get("reason", ""))] \
             if self.vault else []
-        audit = self.vault.audit.entries(30) if self.vault else []
+        audit = self.vault.audit_entries(30) if self.vault else []
         health = {**self.health(), "CPU temperature": cpu_temperature()}
         return Response(pages.admin_dashboard(session.csrf, subjects, audit, report, health,
                                               retention_schedule(self.settings), names))
@@ -246,7 +246,7 @@ class WebApp:
     def admin_verify(self, session, form, client):
         if not session.admin:
             return redirect("/admin")
-        return self.admin(session, {}, client, report=self.vault.audit.verify().as_json())
+        return self.admin(session, {}, client, report=self.vault.verify_audit().as_json())
 
     ROUTES = {
         ("GET", "/"): home, ("GET", "/api/kiosk"): api_kiosk,
