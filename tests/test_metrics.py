@@ -48,3 +48,15 @@ def test_open_set_report():
     assert report["rank1"] == 0.75
     assert report["dir_at_fpir"]["1e-2"]["dir"] == 0.5  # a and b are in, c is wrong, d too far
     assert report["dir_at_fpir"]["1e-2"]["supported"] and not report["dir_at_fpir"]["1e-3"]["supported"]
+
+
+def test_subject_level_scores_take_the_minimum_over_each_subjects_templates():
+    from consentry.evaluate.verify import subject_scores
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((3, 128)).astype(np.float32)
+    ids = np.repeat(np.array(["a", "b", "c"]), 4)
+    vecs = centres[np.repeat(np.arange(3), 4)] + 0.01 * rng.standard_normal((12, 128)).astype(np.float32)
+    genuine, impostor = subject_scores(ids, vecs, templates=2)
+    assert genuine.size == 3 * 2 and impostor.size == 12 * 2
+    assert genuine.max() < 0.5 < impostor.min()

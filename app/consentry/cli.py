@@ -161,14 +161,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     with _contenders(args) as (ours, *_):
-        result = calibrate(Path(args.dataset), ours, args.fmr, gallery_size=args.gallery_size)
+        result = calibrate(Path(args.dataset), ours, args.fmr, gallery_size=args.gallery_size,
+                           templates=args.templates)
     if args.write:
         from .config import save_settings
 
         match = settings.match.model_copy(update={
             "threshold": result["threshold"], "target_fmr": args.fmr, "calibrated_on": result["dataset"],
             "calibrated_at": result["date"], "impostor_comparisons": result["impostor_comparisons"],
-            "calibrated_gallery_size": args.gallery_size})
+            "calibrated_gallery_size": args.gallery_size, "calibrated_templates": args.templates})
         save_settings(settings.model_copy(update={"match": match}), Path(args.write))
         result["written_to"] = str(args.write)
     _emit(result, args.json)
@@ -255,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--gallery-size", type=int, default=1,
                     help="1:N: enrolled subjects a stranger is compared with; the per-comparison target "
                     "becomes FMR / N (default 1: verification)")
+    sp.add_argument("--templates", type=int, default=1,
+                    help="templates per enrolled subject (the kiosk takes 5): a comparison is then a probe "
+                    "against one subject's templates, as the gallery decides")
     sp.add_argument("--write", help="write the threshold, data set and date into this config file")
     sp.set_defaults(also=None)
     add("models", cmd_models, "verify every model in the manifest", json_flag=False)

@@ -80,19 +80,21 @@ class TrackingConfig(_Strict):
 
 
 class MatchConfig(_Strict):
-    threshold: float = Field(0.4578, gt=0, lt=2, description="L2 distance at or below which a face is an "
-                             "enrolled subject. Default: `consentry calibrate` on the shared CelebA set for "
-                             "FMR 1e-3 per attempt against 10 subjects (1e-4 per comparison); see "
-                             "docs/thresholds.md. dlib's published 0.6 is FMR ~1e-2 there.")
+    threshold: float = Field(0.4202, gt=0, lt=2, description="L2 distance at or below which a face is an "
+                             "enrolled subject. Default: `consentry calibrate --templates 5` on the shared CelebA "
+                             "set for FMR 1e-3 per attempt against 10 subjects enrolled with 5 templates each "
+                             "(1e-4 per subject); see docs/thresholds.md. dlib's published 0.6 is FMR ~1e-2 there.")
     margin: float = Field(0.0, ge=0, lt=1, description="In 1:N search the best subject must be closer than "
                           "the second-best subject by at least this L2 distance, else `unknown`.")
     target_fmr: float | None = Field(1e-3, gt=0, lt=1, description="False-match rate per attempt the "
                                      "threshold was calibrated for (written by `consentry calibrate`).")
     calibrated_gallery_size: int | None = Field(10, ge=1, description="Gallery size the per-attempt rate "
                                                 "assumed (per comparison: target_fmr / this).")
+    calibrated_templates: int | None = Field(5, ge=1, description="Templates per subject the calibration "
+                                             "assumed (a comparison is a probe against one subject's set).")
     calibrated_on: str | None = Field("celeba", description="Data set the threshold was calibrated on.")
     calibrated_at: str | None = Field("2026-11-28", description="Date of the calibration (ISO 8601).")
-    impostor_comparisons: int | None = Field(689218, ge=0, description="Impostor pairs behind the calibration; "
+    impostor_comparisons: int | None = Field(142443, ge=0, description="Impostor pairs behind the calibration; "
                                              "3 / this is the smallest FMR it can support.")
 
 

@@ -188,25 +188,57 @@ def eval_dataset(folder: Path, contenders: Sequence[Contender], opts: DatasetOpt
     return {"dataset": Path(folder).name, **_each(contenders, paths, quiet, report)}
 
 
-def calibrate(folder: Path, contender: Contender, fmr: float, gallery_size: int = 1, quiet: bool = False) -> dict:
-    """The threshold for ``fmr`` per attempt from every genuine and impostor pair of a
-    labelled folder. A 1:N attempt against ``gallery_size`` subjects gets N chances to
-    false-match, so the per-comparison target is ``fmr / gallery_size`` (union bound)."""
+def pair_scores(ids: np.ndarray, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(genuine, impostor) distances of every pair of images."""
+    i, j = np.triu_indices(len(ids), k=1)
+    d = np.linalg.norm(vecs[i] - vecs[j], axis=1)
+    same = ids[i] == ids[j]
+    return d[same], d[~same]
+
+
+def subject_scores(ids: np.ndarray, vecs: np.ndarray, templates: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(genuine, impostor) scores as the appliance sees them when each subject is enrolled
+    with ``templates`` images: the distance from a probe to a subject is the minimum over
+    that subject's templates. Identities with fewer than templates + 1 images are probes only."""
+    rng = np.random.default_rng(seed)
+    owner, rows = [], []
+    for name in sorted(set(ids)):
+        mine = rng.permutation(np.flatnonzero(ids == name))
+        if len(mine) > templates:
+            owner.append(name)
+            rows.append(mine[:templates])
+    if not owner:
+        raise ValueError(f"no identity has more than {templates} images")
+    gallery = vecs[np.concatenate(rows)]
+    d = np.linalg.norm(vecs[:, None, :] - gallery[None, :, :], axis=2).reshape(len(ids), len(owner), templates)
+    per_subject = d.min(axis=2)                                     # (images, subjects)
+    is_template = np.zeros((len(ids), len(owner)), bool)
+    for s, r in enumerate(rows):
+        is_template[r, s] = True
+    same = ids[:, None] == np.asarray(owner)[None, :]
+    return per_subject[same & ~is_template], per_subject[~same]
+
+
+def calibrate(folder: Path, contender: Contender, fmr: float, gallery_size: int = 1, templates: int = 1,
+              quiet: bool = False) -> dict:
+    """The threshold for ``fmr`` per attempt on a labelled folder.
+
+    A 1:N attempt against ``gallery_size`` subjects gets N chances to false-match, so the
+    per-comparison target is ``fmr / gallery_size`` (union bound). With ``templates`` > 1 a
+    comparison is a probe against one subject's set of that many templates (the minimum
+    distance, as the gallery decides); with 1 it is every pair of images."""
     rows = read_labels(folder)
     emb = embed_paths(contender.embed, [p for p, _ in rows], contender.name, quiet=quiet)
     ids = np.asarray([i for _, i in rows])[emb.ok]
     vecs = emb.vectors[emb.ok]
-    i, j = np.triu_indices(len(ids), k=1)
-    d = np.linalg.norm(vecs[i] - vecs[j], axis=1)
-    same = ids[i] == ids[j]
-    gen, imp = d[same], d[~same]
+    gen, imp = pair_scores(ids, vecs) if templates == 1 else subject_scores(ids, vecs, templates)
     per_comparison = fmr / gallery_size
     threshold = metrics.threshold_for_fmr(imp, per_comparison)
     min_fmr = metrics.rule_of_three(int(imp.size))
     return {
         "dataset": Path(folder).name, "embedder": contender.model, "date": dt.date.today().isoformat(),
-        "fmr": fmr, "gallery_size": gallery_size, "fmr_per_comparison": per_comparison,
-        "threshold": round(threshold, 4),
+        "fmr": fmr, "gallery_size": gallery_size, "templates_per_subject": templates,
+        "fmr_per_comparison": per_comparison, "threshold": round(threshold, 4),
         "fnmr": round(1.0 - metrics.rate_at_or_below(gen, threshold), 4),
         "measured_fmr": round(metrics.rate_at_or_below(imp, threshold), 6),
         "genuine_comparisons": int(gen.size), "impostor_comparisons": int(imp.size),
