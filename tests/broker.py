@@ -138,3 +138,64 @@ def make_certs(directory: Path, client_names: tuple[str, ...]) -> dict[str, Path
         key = ec.generate_private_key(ec.SECP256R1())
         write(name, issue(name, ca_key, ca.subject, key), key)
     return {p.stem + p.suffix: p for p in directory.iterdir()}
+
+
+class Amqtt:
+    """An in-process amqtt broker on a free loopback port — only where mosquitto is absent.
+    Same ``start()``/``stop()``/``port`` as :class:`Mosquitto` (plain TCP, anonymous)."""
+
+    def __init__(self, port: int | None = None) -> None:
+        try:
+            from amqtt.broker import Broker
+        except ImportError:
+            pytest.skip("neither mosquitto nor amqtt is installed (make test installs mosquitto when it can)")
+        self._broker_class = Broker
+        self.port = port or free_port()
+        self._loop = None
+        self._thread: threading.Thread | None = None
+        self._broker = None
+
+    def start(self) -> Amqtt:
+        import asyncio
+
+        ready = threading.Event()
+
+        def serve() -> None:
+            self._loop = asyncio.new_event_loop()
+            config = {"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+                      "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}}
+
+            async def boot() -> None:
+                self._broker = self._broker_class(config)
+                await self._broker.start()
+
+            try:
+                self._loop.run_until_complete(boot())
+            finally:
+                ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, name="amqtt", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        import asyncio
+
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop = None
+
+
+def real_broker(workdir: Path):
+    """Debian's mosquitto; amqtt in-process only where mosquitto is absent (or when
+    CONSENTRY_TEST_BROKER=amqtt asks for it)."""
+    have_mosquitto = shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()
+    if os.environ.get("CONSENTRY_TEST_BROKER") == "amqtt" or not have_mosquitto:
+        return Amqtt()
+    return Mosquitto(workdir)

@@ -57,8 +57,8 @@ def reference() -> dict[str, np.ndarray]:
 
 @pytest.fixture
 def broker(tmp_path):
-    from tests.broker import Mosquitto
+    from tests.broker import real_broker
 
-    server = Mosquitto(tmp_path).start()
+    server = real_broker(tmp_path).start()
     yield server
     server.stop()
