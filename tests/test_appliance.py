@@ -222,6 +222,7 @@ def test_checkout_verifies_a_claim_and_revoke_commands_need_a_signature(home, as
     path, sid = home
     secret = tmp_path / "cmd.secret"
     secret.write_bytes(b"shared-secret-for-tests")
+    secret.chmod(0o600)
     bus = RecordingBus("till-1")
     s = settings(profile="checkout", mqtt={"device_id": "till-1", "command_secret_file": str(secret)},
                  checkout={"timeout_seconds": 1.0, "frames_needed": 2})

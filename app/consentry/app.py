@@ -27,6 +27,7 @@ from .decide.recognizer import recognizer_from_settings
 from .errors import CameraError, ConfigError, ConsentryError, KeyUnavailable, SubjectNotFound
 from .match import Gallery, gallery_from_vault, policy_from_config
 from .notify import Notifier
+from .secretfile import read_private
 
 log = logging.getLogger(__name__)
 
@@ -375,7 +376,11 @@ class Appliance:
             return "stale command"
         if request_id in self._seen_commands:
             return "replayed command"
-        secret = Path(secret_file).read_bytes().strip()
+        try:
+            secret = read_private(Path(secret_file), "command secret file").strip()
+        except ConfigError as exc:
+            log.error("%s", exc)
+            return "commands are disabled on this device"
         expected = hmac.new(secret, f"{request_id}|{subject}|{ts}".encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, str(payload.get("hmac", ""))):
             return "bad signature"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..config import MqttConfig
 from ..errors import ConfigError
+from ..secretfile import read_private
 from . import messages
 
 log = logging.getLogger(__name__)
@@ -33,12 +34,7 @@ def read_credentials(path: Path | None) -> tuple[str, str] | None:
         path = candidate if candidate.exists() else None
     if path is None:
         return None
-    try:
-        if path.stat().st_mode & 0o077:
-            raise ConfigError(f"MQTT credentials file {path} is readable by others; chmod 600 it")
-        user, sep, password = path.read_text().strip().partition(":")
-    except FileNotFoundError:
-        raise ConfigError(f"MQTT credentials file {path} does not exist") from None
+    user, sep, password = read_private(path, "MQTT credentials file").decode().strip().partition(":")
     if not sep or not user:
         raise ConfigError(f"MQTT credentials file {path} must hold username:password")
     return user, password

@@ -17,14 +17,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..camera.sources import IMAGE_SUFFIXES
 from ..errors import ConfigError, ImageError
 from ..match import Gallery
 from ..vision.align import extract_chip
 from ..vision.image_io import read_image
 from ..vision.pipeline import Face, FacePipeline
 from .bench import stats
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 class Clock:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from pathlib import Path
 from typing import Protocol
 
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from ..errors import ConfigError, KeyUnavailable
+from ..secretfile import read_private
 from .crypto import KEY_BYTES, new_key
 
 log = logging.getLogger(__name__)
@@ -32,13 +32,6 @@ class KeyProvider(Protocol):
         ...
 
 
-def _check_private(path: Path) -> None:
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyUnavailable(f"key file {path} is readable or writable by others (mode {stat.filemode(mode)}); "
-                             f"run `chmod 600 {path}`")
-
-
 class KeyFile:
     """32 random bytes in a file only its owner can read, made by `consentry keys init`."""
 
@@ -48,11 +41,9 @@ class KeyFile:
         self.path = Path(path)
 
     def master_key(self, salt: bytes) -> bytes:
-        try:
-            _check_private(self.path)
-            key = self.path.read_bytes()
-        except FileNotFoundError:
-            raise KeyUnavailable(f"key file {self.path} does not exist; create it with `consentry keys init`") from None
+        if not self.path.exists():
+            raise KeyUnavailable(f"key file {self.path} does not exist; create it with `consentry keys init`")
+        key = read_private(self.path, "key file", KeyUnavailable)
         if len(key) != KEY_BYTES:
             raise KeyUnavailable(f"key file {self.path} is not a Consentry key "
                                  f"({len(key)} bytes, expected {KEY_BYTES})")
@@ -102,11 +93,7 @@ class Passphrase:
             return self._passphrase.encode()
         if os.environ.get(PASSPHRASE_FILE_ENV):
             path = Path(os.environ[PASSPHRASE_FILE_ENV])
-            try:
-                _check_private(path)
-                return path.read_bytes().rstrip(b"\n")
-            except FileNotFoundError:
-                raise KeyUnavailable(f"passphrase file {path} does not exist") from None
+            return read_private(path, "passphrase file", KeyUnavailable).rstrip(b"\n")
         if os.environ.get(PASSPHRASE_ENV):
             return os.environ[PASSPHRASE_ENV].encode()
         raise KeyUnavailable(f"no passphrase: set {PASSPHRASE_ENV} or {PASSPHRASE_FILE_ENV}")

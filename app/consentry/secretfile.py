@@ -1,0 +1,25 @@
+"""Reading a secret from a file: it must exist and be readable by its owner only.
+
+One rule for the master key file, passphrase files, the MQTT credentials and the command
+secret. Errors name the file and the fix; they never contain the secret.
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from .errors import ConfigError, ConsentryError
+
+
+def read_private(path: Path, what: str, error: type[ConsentryError] = ConfigError) -> bytes:
+    """The bytes of ``path``; ``error`` when it is missing or group/other may access it."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise error(f"{what} {path} is readable or writable by others (mode {stat.filemode(mode)}); "
+                    f"run `chmod 600 {path}`")
+    return path.read_bytes()
