@@ -22,7 +22,8 @@ class TrackResult:
 
     box: (x1, y1, x2, y2) frame pixels, for on-screen feedback only (never published).
     state / subject / distance: the track's verdict (subject and distance only on ``match``).
-    reasons: quality gates the face failed this frame (empty when it passed).
+    reasons: quality gates the face failed this frame (empty when it passed or was not measured:
+    a settled track between re-checks is not gated).
     embedded: whether this frame's face was embedded and voted.
     """
 
@@ -63,9 +64,9 @@ class Recognizer:
                     self.tracker.settle(obs.track_id, verdict.state != "pending")
                 else:
                     verdict = evidence.verdict()
+                reasons = obs.quality.reasons if obs.quality else ()
                 results.append(TrackResult(obs.track_id, obs.face.detection.box, verdict.state,
-                                           verdict.subject, verdict.distance, obs.quality.reasons,
-                                           obs.embedding is not None))
+                                           verdict.subject, verdict.distance, reasons, obs.embedding is not None))
             for gone in set(self._evidence) - set(self.tracker.tracks):
                 del self._evidence[gone]
             return results

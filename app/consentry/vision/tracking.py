@@ -43,13 +43,16 @@ class Track:
 class Observation:
     """One face in one frame: its track, quality and (when embedded this frame) embedding.
 
+    ``quality`` is None when the track did not need an embedding this frame (a settled track
+    between re-checks): the gates are only measured when their answer is used.
+
     ``embedding.vector`` is a view of a pipeline-owned slot and is zeroed by
     :meth:`FacePipeline.wipe`; it is None when the face was gated or did not need one.
     """
 
     track_id: int
     face: Face
-    quality: Quality
+    quality: Quality | None
     embedding: Embedding | None = field(default=None)
 
 
@@ -79,10 +82,10 @@ class FaceTracker:
         out, gate_s, embed_s = [], 0.0, 0.0
         for slot, (face, track) in enumerate(assigned):
             g0 = time.perf_counter()
-            quality = self.pipeline.assess(image, face)
+            quality = self.pipeline.assess(image, face) if self._needs_embedding(track) else None
             g1 = time.perf_counter()
             embedding = None
-            if quality.ok and self._needs_embedding(track):
+            if quality is not None and quality.ok:
                 embedding = self.pipeline.embed(image, face, slot=slot)
                 track.last_embedded = self.frame_index
             gate_s, embed_s = gate_s + g1 - g0, embed_s + time.perf_counter() - g1
