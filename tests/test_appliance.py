@@ -245,3 +245,29 @@ def test_checkout_verifies_a_claim_and_revoke_commands_need_a_signature(home, as
     assert results["c1"]["error"] == "bad signature" and results["c2"]["error"] == "stale command"
     assert results["c3"]["ok"] is True and results["c3"]["audit_hash"]
     assert bus.of("checkout/response")[-1]["verified"] is False
+
+
+def test_enrolment_capture_uses_the_cameras_full_resolution_stream_when_it_has_one(home, astronaut):
+    """picamera2 sources offer main_frame(): enrolment crops come from it, detection from lores."""
+    from consentry.web.state import Capture
+
+    path, _ = home
+    camera = FakeCamera([np.zeros((120, 160, 3), np.uint8)], fps=30)  # lores: no face at all
+    taken: list[int] = []
+
+    def main_frame() -> np.ndarray:
+        taken.append(1)
+        return astronaut.copy()
+
+    camera.main_frame = main_frame
+    app = appliance(settings(), path, camera)
+    app.start()
+    try:
+        app.kiosk.capture = Capture(name="Main Stream", consent=consent(), needed=2)
+        for frame in app.camera.frames():
+            app._frame(frame)
+            if app.kiosk.capture.state != "capturing" or app.frames > 40:
+                break
+    finally:
+        app.stop()
+    assert taken and app.kiosk.capture.state == "done"

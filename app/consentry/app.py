@@ -239,13 +239,20 @@ class Appliance:
             self._frame_times.append(time.monotonic())
 
     def _capture_step(self, frame, capture) -> None:
-        """Kiosk enrolment: guided capture, then the vault, then a live gallery reload."""
+        """Kiosk enrolment: guided capture (from picamera2's full-resolution ``main`` stream when
+        the camera has one, else the frame), then the vault, then a live gallery reload."""
         from .enrolment import GuidedCapture
         from .web.state import ADVICE
 
         if self._guided is None:
             self._guided = GuidedCapture(self.recognizer.tracker.pipeline, needed=capture.needed)
-        reason = self._guided.step(frame)
+        main = getattr(self.camera.source, "main_frame", None)  # picamera2: the full-resolution stream
+        still = main() if callable(main) else None
+        try:
+            reason = self._guided.step(still if still is not None else frame)
+        finally:
+            if still is not None:
+                still.fill(0)
         with self.kiosk.lock:
             capture.hint = ADVICE.get(reason, "Hold still — capturing") if reason else "Hold still — capturing"
             capture.collected = len(self._guided.vectors)
