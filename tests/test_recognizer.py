@@ -127,3 +127,15 @@ def test_tracks_follow_a_moving_face_and_expire(pipeline, astronaut):
     assert first not in tracker.tracks
     assert tracker.process(astronaut)[0].track_id != first
     tracker.wipe()
+
+
+def test_a_subject_revoked_mid_visit_is_never_granted_from_the_tracks_old_votes(pipeline, astronaut,
+                                                                                  astronaut_vector):
+    gallery = gallery_with(pipeline, ("s-me", astronaut_vector))
+    recognizer = Recognizer(FaceTracker(pipeline, TrackingOptions(recheck_frames=50)), gallery,
+                            EvidenceOptions(k=2, n=3))
+    states = [recognizer.step(astronaut)[0].state for _ in range(3)]
+    assert states[-1] == "match"
+    gallery.remove("s-me")  # revoked while the person is still in front of the camera
+    after = recognizer.step(astronaut)[0]
+    assert after.state != "match" and after.subject is None

@@ -102,6 +102,7 @@ class Gallery:
         self._matrix = np.zeros((0, DIM), np.float32)
         self._sq_norms = np.zeros(0, np.float32)
         self._subjects: list[str] = []       # one per subject, in row-group order
+        self._subject_set: frozenset[str] = frozenset()
         self._starts = np.zeros(0, np.intp)  # first row of each subject
         self._scratch = np.zeros(0, np.float32)
         self._per_subject = np.zeros(0, np.float32)
@@ -111,6 +112,9 @@ class Gallery:
     @property
     def subjects(self) -> tuple[str, ...]:
         return tuple(self._subjects)
+
+    def __contains__(self, subject: object) -> bool:
+        return subject in self._subject_set
 
     def __len__(self) -> int:
         return int(self._matrix.shape[0])
@@ -165,6 +169,7 @@ class Gallery:
         self._matrix = np.ascontiguousarray(np.stack(rows) if rows else np.zeros((0, DIM)), np.float32)
         self._sq_norms = np.einsum("ij,ij->i", self._matrix, self._matrix)
         self._subjects = list(groups)
+        self._subject_set = frozenset(groups)
         self._starts = np.cumsum([0] + [len(v) for v in groups.values()])[:-1].astype(np.intp)
         self._scratch = np.zeros(len(rows), np.float32)
         self._per_subject = np.zeros(len(groups), np.float32)

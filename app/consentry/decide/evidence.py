@@ -49,6 +49,11 @@ class Evidence:
             self._votes.append((None, None))
         return self.verdict()
 
+    def forget(self, subject: str) -> None:
+        """Drop the votes for ``subject`` (revoked): they become unknown votes."""
+        self._votes = deque(((None, None) if s == subject else (s, d) for s, d in self._votes),
+                            maxlen=self.options.n)
+
     def verdict(self) -> Verdict:
         counts: dict[str, list[float]] = {}
         for subject, distance in self._votes:

@@ -64,6 +64,12 @@ class Recognizer:
                     self.tracker.settle(obs.track_id, verdict.state != "pending")
                 else:
                     verdict = evidence.verdict()
+                if verdict.subject is not None and verdict.subject not in self.gallery:
+                    # Revoked since these votes were cast: a track's evidence is a cache too,
+                    # and a revoked subject must never be granted from it.
+                    evidence.forget(verdict.subject)
+                    verdict = evidence.verdict()
+                    self.tracker.settle(obs.track_id, False)
                 reasons = obs.quality.reasons if obs.quality else ()
                 results.append(TrackResult(obs.track_id, obs.face.detection.box, verdict.state,
                                            verdict.subject, verdict.distance, reasons, obs.embedding is not None))
