@@ -381,6 +381,8 @@ class Appliance:
             return "bad timestamp"
         if abs(time.time() - ts) > COMMAND_MAX_AGE_S:
             return "stale command"
+        now = time.time()
+        self._seen_commands = {r: t for r, t in self._seen_commands.items() if now - t <= COMMAND_MAX_AGE_S}
         if request_id in self._seen_commands:
             return "replayed command"
         try:
