@@ -63,8 +63,13 @@ def appliance(s: Settings, home, camera: FakeCamera, bus=None, factory=None) -> 
 
 
 def relay_states(app: Appliance) -> list[tuple[float, bool]]:
-    """The relay pin's timed history (gpiozero's MockPin keeps it after the device closes)."""
-    return [(st.timestamp, bool(st.state)) for st in app._pin_factory.pin(app.settings.door.relay_pin).states]
+    """The relay pin's history as (seconds since the pin was created, state). gpiozero's MockPin
+    records each change's time since the *previous* change, so the times are summed here."""
+    elapsed, out = 0.0, []
+    for st in app._pin_factory.pin(app.settings.door.relay_pin).states:
+        elapsed += st.timestamp
+        out.append((elapsed, bool(st.state)))
+    return out
 
 
 def door_locked(app: Appliance) -> bool:
@@ -81,7 +86,8 @@ def test_enrolled_person_opens_the_door_once(home, astronaut):
     pulses = [(t, on) for t, on in states if on]
     assert len(pulses) == 1, f"relay history {states}"
     off_after = [t for t, on in states if not on and t > pulses[0][0]]
-    assert off_after and 0.2 < off_after[0] - pulses[0][0] < 0.6
+    # never shorter than door.unlock_seconds (0.3); the upper bound only proves it relocks (slack for a loaded CI)
+    assert off_after and 0.28 <= off_after[0] - pulses[0][0] < 3.0, f"relay history {states}"
     assert door_locked(app) and app.bus.sent[-1] == ("available", "offline", True)
 
 
