@@ -40,7 +40,7 @@ def home(tmp_path, pipeline, astronaut):
     face = pipeline.faces(astronaut)[0]
     vector = pipeline.embed(astronaut, face).vector.copy()
     pipeline.wipe()
-    with Vault(home, keyfile) as vault:
+    with Vault(home, keyfile, create=True) as vault:
         sid = vault.enroll(NAME, consent(purposes=("door", "checkout")), [vector], pipeline.embedder.name)
     return home, sid
 
@@ -94,7 +94,7 @@ def test_enrolled_person_opens_the_door_once(home, astronaut):
 def test_a_stranger_gets_no_grant_and_an_event_that_names_no_one(tmp_path, astronaut, pipeline):
     home = tmp_path / "home"
     KeyFile(home / "master.key").create()
-    with Vault(home, KeyFile(home / "master.key")) as vault:
+    with Vault(home, KeyFile(home / "master.key"), create=True) as vault:
         vault.enroll("Someone Else", consent(), [np.full(128, 0.05, np.float32)], pipeline.embedder.name)
     app = appliance(settings(), home, FakeCamera(panned(astronaut), fps=30))
     app.run(max_frames=30)

@@ -81,7 +81,7 @@ def test_config_check_refuses_unknown_keys(capsys, tmp_path):
 
 def test_run_demo_source_runs_and_stops(capsys, tmp_path):
     code, out, _ = _run(capsys, "--home", str(tmp_path), "run", "--source", "demo", "--frames", "3")
-    assert code == 0 and "profile door" in out and "no master key" in out
+    assert code == 0 and "profile door" in out and "everyone is unknown" in out and "keys init" in out
 
 
 def test_unknown_source_is_a_config_error(capsys):

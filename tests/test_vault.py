@@ -48,7 +48,7 @@ def keyfile(tmp_path) -> KeyFile:
 
 @pytest.fixture
 def vault(tmp_path, keyfile):
-    with Vault(tmp_path / "home", keyfile) as v:
+    with Vault(tmp_path / "home", keyfile, create=True) as v:
         yield v
 
 
@@ -130,7 +130,7 @@ def test_a_blob_copied_to_another_row_or_flipped_fails_and_others_still_work(vau
 
 def test_key_problems_are_clear_and_never_show_the_key(tmp_path, keyfile):
     home = tmp_path / "home"
-    Vault(home, keyfile).close()
+    Vault(home, keyfile, create=True).close()
     key = keyfile.path.read_bytes()
     other = KeyFile(tmp_path / "other.key")
     other.create()
@@ -175,7 +175,7 @@ def test_audit_log_finds_edits_removals_and_reorders(vault):
 
 def test_retention_and_inactivity_expire_subjects(tmp_path, keyfile):
     clock = Clock()
-    with Vault(tmp_path / "home", keyfile, inactivity_days=100, clock=clock) as v:
+    with Vault(tmp_path / "home", keyfile, inactivity_days=100, clock=clock, create=True) as v:
         short = v.enroll("Short", consent(days=30, given_at=clock.now.isoformat()), vectors(20, 1), MODEL)
         idle = v.enroll("Idle", consent(days=1000, given_at=clock.now.isoformat()), vectors(21, 1), MODEL)
         seen = v.enroll("Seen", consent(days=1000, given_at=clock.now.isoformat()), vectors(22, 1), MODEL)
@@ -192,7 +192,7 @@ def test_retention_and_inactivity_expire_subjects(tmp_path, keyfile):
 
 def test_key_rotation_and_transform_renewal_keep_matching(tmp_path, keyfile):
     home = tmp_path / "home"
-    with Vault(home, keyfile) as v:
+    with Vault(home, keyfile, create=True) as v:
         sid = v.enroll(NAME, consent(), vectors(30), MODEL)
         old_key, old_transform = keyfile.path.read_bytes(), v.transform.copy()
         assert rotate_keys(v, renew_transform=True) == 1
@@ -210,19 +210,19 @@ def test_an_interrupted_rotation_is_finished_on_the_next_open(tmp_path, keyfile)
     from consentry.vault import crypto
 
     home = tmp_path / "home"
-    with Vault(home, keyfile) as v:
+    with Vault(home, keyfile, create=True) as v:
         v.enroll(NAME, consent(), vectors(31), MODEL)
         new = crypto.new_key()
         keyfile.stage(new)
         v.rotate(new)  # the power fails before keyfile.commit()
-    with Vault(home, keyfile) as v:
+    with Vault(home, keyfile, create=True) as v:
         assert len(v.subjects()) == 1
     assert keyfile.path.read_bytes() == new
 
 
 def test_passphrase_provider(tmp_path):
     home = tmp_path / "home"
-    with Vault(home, Passphrase("correct horse battery staple")) as v:
+    with Vault(home, Passphrase("correct horse battery staple"), create=True) as v:
         v.enroll(NAME, consent(), vectors(40), MODEL)
     with pytest.raises(WrongKey):
         Vault(home, Passphrase("incorrect horse battery staple"))
@@ -244,7 +244,7 @@ def test_systemd_credential_provider(tmp_path, monkeypatch):
     creds = tmp_path / "creds"
     KeyFile.write(os.urandom(32), creds / "consentry-master-key")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
-    with Vault(tmp_path / "home", SystemdCredential("consentry-master-key")) as v:
+    with Vault(tmp_path / "home", SystemdCredential("consentry-master-key"), create=True) as v:
         v.enroll(NAME, consent(), vectors(60), MODEL)
     monkeypatch.delenv("CREDENTIALS_DIRECTORY")
     with pytest.raises(KeyUnavailable, match="LoadCredentialEncrypted"):
@@ -269,14 +269,15 @@ def test_declining_consent_at_the_prompt_stores_nothing(tmp_path, monkeypatch, c
 
 def test_a_schema_1_store_is_migrated_and_keeps_its_subjects(tmp_path, keyfile):
     home = tmp_path / "home"
-    with Vault(home, keyfile) as v:
+    with Vault(home, keyfile, create=True) as v:
         sid = v.enroll(NAME, consent(), vectors(70), MODEL)
     conn = sqlite3.connect(home / DB_NAME)  # turn it back into what schema 1 looked like
     conn.executescript("DROP INDEX subjects_revocation; ALTER TABLE subjects DROP COLUMN revocation_tag; "
-                       "DROP TABLE credentials; UPDATE meta SET value = 1 WHERE key = 'schema_version';")
+                       "DROP TABLE credentials; DROP TABLE commands; DELETE FROM meta WHERE key = 'meta_mac'; "
+                       "UPDATE meta SET value = 1 WHERE key = 'schema_version';")
     conn.close()
-    with Vault(home, keyfile) as v:
-        assert v._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == 2
+    with Vault(home, keyfile, create=True) as v:
+        assert v._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == 3
         assert [s.id for s in v.subjects()] == [sid]
         assert gallery_from_vault(v, MODEL, MatchPolicy(0.3)).gallery.identify(vectors(70)[0], MODEL).subject == sid
         code = v.issue_revocation_code(sid)

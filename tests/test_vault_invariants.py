@@ -27,7 +27,7 @@ LOOP = textwrap.dedent("""
     import sys, numpy as np
     from consentry.vault import KeyFile, Vault, ConsentRecord
     consent = ConsentRecord("c", "1", "ab" * 32, "2026-11-28T00:00:00+00:00", "cli", "t", 365, "adult", ("door",))
-    vault = Vault(sys.argv[1], KeyFile(sys.argv[2]))
+    vault = Vault(sys.argv[1], KeyFile(sys.argv[2]), create=True)
     i = 0
     while True:
         rng = np.random.default_rng(i)
@@ -54,7 +54,7 @@ def test_sigkill_mid_write_leaves_every_subject_whole_or_absent(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
-        with Vault(home, keyfile) as vault:
+        with Vault(home, keyfile, create=True) as vault:
             assert vault.integrity_check() == "ok"
             loaded = vault.load_templates("m")
             counts: dict[str, int] = {}
@@ -71,7 +71,7 @@ def test_identifying_a_stranger_writes_nothing(tmp_path, pipeline, astronaut):
     keyfile.create()
     image = tmp_path / "stranger.png"
     cv2.imwrite(str(image), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
-    with Vault(tmp_path / "home", keyfile) as vault:
+    with Vault(tmp_path / "home", keyfile, create=True) as vault:
         vault.enroll("Someone Else", consent(), vectors(1), pipeline.embedder.name)
         gallery = gallery_from_vault(vault, pipeline.embedder.name, MatchPolicy(Settings().match.threshold)).gallery
         before = {p: p.read_bytes() for p in (tmp_path / "home").iterdir()}
@@ -118,7 +118,7 @@ def enrol_both(tmp_path, items: list[list[np.ndarray]], model: str):
     for name in ("site-a", "site-b"):
         keyfile = KeyFile(tmp_path / f"{name}.key")
         keyfile.create()
-        with Vault(tmp_path / name, keyfile) as vault:
+        with Vault(tmp_path / name, keyfile, create=True) as vault:
             ids = [vault.enroll(f"P{i}", consent(), vecs, model) for i, vecs in enumerate(items)]
             stored = dict(reversed(vault.load_templates(model).templates))
         sites.append([(sid, stored[sid]) for sid in ids])

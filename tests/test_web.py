@@ -44,7 +44,7 @@ def kiosk(tmp_path, faces_dir):
     """The appliance with the web page on a free port, playing one shared-data face."""
     home = tmp_path / "home"
     KeyFile(home / "master.key").create()
-    with Vault(home, KeyFile(home / "master.key")) as vault:
+    with Vault(home, KeyFile(home / "master.key"), create=True) as vault:
         vault.set_credential("admin", hash_secret(PASSWORD))
         vault.set_credential("pin", hash_secret(PIN))
     face = read_image(faces_dir / "examples" / "obama.jpg")

@@ -14,10 +14,10 @@ from .config import Settings
 from .errors import ConfigError
 
 
-def _vault(args: argparse.Namespace, settings: Settings):
+def _vault(args: argparse.Namespace, settings: Settings, *, create: bool = False):
     from .vault import open_vault
 
-    return open_vault(settings.vault, args.home)
+    return open_vault(settings.vault, args.home, create=create)
 
 
 def _print(obj: object, as_json: bool, text: Callable[[], str]) -> None:
@@ -29,10 +29,11 @@ def cmd_keys_init(args: argparse.Namespace, settings: Settings) -> int:
     from .vault.keys import KeyFile
 
     path = key_file_path(settings.vault, args.home)
-    if args.if_missing and path.exists():
-        return 0
-    KeyFile(path).create()
-    print(f"created key file {path} (mode 600). Back it up somewhere safe: without it the templates are lost.")
+    if settings.vault.key_provider == "file" and not (args.if_missing and path.exists()):
+        KeyFile(path).create()
+        print(f"created key file {path} (mode 600). Back it up somewhere safe: without it the templates are lost.")
+    with _vault(args, settings, create=True) as vault:  # the store too: only this and enrolment make one
+        print(f"template store {vault.path} is ready")
     return 0
 
 
@@ -75,7 +76,8 @@ def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
         print("consent declined: nothing was captured or stored")
         return 1
     consent.validate()
-    with _vault(args, settings) as vault, pipeline_from_config(settings.vision, settings.quality) as pipeline:
+    with _vault(args, settings, create=True) as vault, \
+            pipeline_from_config(settings.vision, settings.quality) as pipeline:
         vectors, rejected = enrolment_templates(pipeline, [Path(p) for p in args.images])
         for r in rejected:
             print(f"rejected {r.image}: {r.reason}", file=sys.stderr)

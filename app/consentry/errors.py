@@ -53,6 +53,10 @@ class VaultError(ConsentryError, RuntimeError):
     """The template store could not be opened, read or written."""
 
 
+class VaultMissing(VaultError):
+    """No template store exists where one was expected (only `keys init` and enrolment create one)."""
+
+
 class KeyUnavailable(VaultError):
     """The master key could not be obtained (missing file, unsafe permissions, no passphrase)."""
 

@@ -19,7 +19,14 @@ def read_private(path: Path, what: str, error: type[ConsentryError] = ConfigErro
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise error(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise error(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise error(f"{what} {path} is not a regular file")
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise error(f"{what} {path} is readable or writable by others (mode {stat.filemode(mode)}); "
                     f"run `chmod 600 {path}`")
-    return path.read_bytes()
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise error(f"{what} {path} cannot be read: {exc.strerror or exc}") from None

@@ -24,6 +24,9 @@ class RecordingBus:
     def publish_state(self, suffix: str, value: str) -> None:
         self.sent.append((suffix, value, True))
 
+    def link_status(self) -> str:
+        return "recording (no broker)"
+
     def close(self) -> None:
         self.sent.append(("available", "offline", True))
 

@@ -25,6 +25,7 @@ from . import messages
 log = logging.getLogger(__name__)
 
 SUBSCRIPTIONS = ("checkout/request", "cmd/revoke")
+MAX_REQUEST_BYTES = 4096
 
 
 def read_credentials(path: Path | None) -> tuple[str, str] | None:
@@ -38,6 +39,21 @@ def read_credentials(path: Path | None) -> tuple[str, str] | None:
     if not sep or not user:
         raise ConfigError(f"MQTT credentials file {path} must hold username:password")
     return user, password
+
+
+def parse_request(raw: bytes) -> dict | None:
+    """A request payload as a flat JSON object of scalars, or None. Bounded in size; nested
+    values are refused (no request needs them), and a document nested a thousand deep, which
+    makes the parser recurse past Python's limit, is refused like any other bad input."""
+    if len(raw) > MAX_REQUEST_BYTES:
+        return None
+    try:
+        payload = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(payload, dict) or any(isinstance(v, dict | list) for v in payload.values()):
+        return None
+    return payload
 
 
 class MqttBus:
@@ -62,6 +78,7 @@ class MqttBus:
         if credentials:
             client.username_pw_set(*credentials)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.suppress_exceptions = True  # a second guard: a callback's error is logged, the link lives
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -94,18 +111,23 @@ class MqttBus:
             log.warning("lost the MQTT broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, message) -> None:
-        suffix = message.topic[len(self.prefix) + 1:]
+        # An exception escaping a callback ends paho's network thread: the link would die
+        # silently while ``connected`` stayed set. Nothing a message holds may get that far.
         try:
-            payload = json.loads(message.payload)
-            if not isinstance(payload, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            log.warning("ignoring a malformed message on %s", message.topic)
+            self._accept(message.topic, message.payload)
+        except Exception:  # noqa: BLE001 - see above
+            log.exception("dropped a message on %s that could not be parsed", message.topic)
+
+    def _accept(self, topic: str, raw: bytes) -> None:
+        suffix = topic[len(self.prefix) + 1:]
+        payload = parse_request(raw)
+        if payload is None:
+            log.warning("ignoring a malformed message on %s", topic)
             return
         try:
             self.inbox.put_nowait((suffix, payload))
         except queue.Full:
-            log.warning("request inbox full; dropping a message on %s", message.topic)
+            log.warning("request inbox full; dropping a message on %s", topic)
 
     # -- publishing -----------------------------------------------------------------------
     def publish(self, suffix: str, payload: dict, retain: bool = False) -> None:
@@ -133,6 +155,15 @@ class MqttBus:
                 if info.rc != self._mqtt.MQTT_ERR_SUCCESS:
                     break  # not connected after all: keep it for the next connect
                 self._pending.popleft()
+
+    def link_status(self) -> str:
+        """``connected`` only while paho's network thread is alive and the broker has us."""
+        thread = getattr(self._client, "_thread", None)  # paho keeps no public handle on it
+        if thread is not None and not thread.is_alive():
+            return f"network thread stopped ({self.queued} queued, {self.dropped} dropped)"
+        if self.connected.is_set():
+            return "connected"
+        return f"broker unreachable ({self.queued} queued, {self.dropped} dropped)"
 
     @property
     def queued(self) -> int:

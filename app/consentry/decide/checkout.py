@@ -12,18 +12,17 @@ face is embedded at all. A distance is reported only with a positive answer: a r
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..bus import messages
+from ..bus.commands import request_id_of
 from ..config import CheckoutConfig
 from ..match import Gallery, UnknownSubject
 from ..vision.tracking import Observation
 
 log = logging.getLogger(__name__)
-REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
 @dataclass
@@ -52,8 +51,8 @@ class CheckoutPolicy:
         return bool(self.pending)
 
     def request(self, payload: dict) -> None:
-        request_id = str(payload.get("request_id", ""))
-        if not REQUEST_ID.match(request_id):
+        request_id = request_id_of(payload)
+        if request_id is None:
             log.warning("ignoring a checkout request without a valid request_id")
             return
         now = self.clock()

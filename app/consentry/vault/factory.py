@@ -22,9 +22,10 @@ def key_file_path(cfg: VaultConfig, override: Path | None) -> Path:
     return cfg.key_file or home_path(cfg, override) / "master.key"
 
 
-def open_vault(cfg: VaultConfig, home: Path | None = None) -> Vault:
+def open_vault(cfg: VaultConfig, home: Path | None = None, *, create: bool = False) -> Vault:
+    """The configured store; only ``create`` (`keys init`, enrolment) may make a new one."""
     provider = provider_from_config(cfg.key_provider, key_file_path(cfg, home), cfg.credential)
-    return Vault(home_path(cfg, home), provider, inactivity_days=cfg.inactivity_days)
+    return Vault(home_path(cfg, home), provider, inactivity_days=cfg.inactivity_days, create=create)
 
 
 def rotate_keys(vault: Vault, renew_transform: bool = False) -> int:

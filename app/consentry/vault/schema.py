@@ -5,9 +5,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from ..errors import VaultError
+from ..errors import VaultError, VaultMissing
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+TABLES = frozenset({"meta", "subjects", "templates", "audit", "credentials", "commands"})
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -54,13 +55,21 @@ MIGRATIONS: dict[int, str] = {
     CREATE UNIQUE INDEX subjects_revocation ON subjects(revocation_tag);
     CREATE TABLE credentials (kind TEXT PRIMARY KEY, hash TEXT NOT NULL, updated TEXT NOT NULL);
     """,
+    # 3: the request ids of remote commands seen within their freshness window (replays are
+    # refused across restarts); from this version on the key metadata carries a MAC.
+    3: """
+    CREATE TABLE commands (request_id TEXT PRIMARY KEY, seen REAL NOT NULL);
+    """,
 }
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """WAL, secure_delete (deleted rows are overwritten), full fsync, foreign keys on."""
+    """WAL, secure_delete (deleted rows are overwritten), full fsync, foreign keys on. Text that
+    is not UTF-8 (a flipped byte) decodes with replacement characters, so it fails the checks
+    that cover it (MACs, consent validation) instead of raising mid-query."""
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn.text_factory = lambda raw: raw.decode("utf-8", "replace")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA secure_delete=ON")
         conn.execute("PRAGMA synchronous=FULL")
@@ -70,17 +79,31 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def version(conn: sqlite3.Connection) -> int:
-    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
-    if not exists:
+def tables(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def version(conn: sqlite3.Connection, path: Path) -> int:
+    """0 for an empty database; a store whose version row is missing or garbled is damaged."""
+    present = tables(conn)
+    if not present:
         return 0
-    row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    return int(row[0]) if row else 0
+    row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() if "meta" in present else None
+    value = row[0] if row else None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if not isinstance(value, int | str) or not str(value).isdigit():
+        raise VaultError(f"template store {path} has no valid schema version: it is damaged. Nothing was "
+                         "changed; restore it from a backup")
+    return int(row[0])
 
 
-def migrate(conn: sqlite3.Connection, path: Path) -> None:
-    """Apply every migration above the store's version, each in its own transaction."""
-    current = version(conn)
+def migrate(conn: sqlite3.Connection, path: Path, create: bool) -> int:
+    """Apply every migration above the store's version, each in its own transaction; returns
+    the version the store had. An empty database is only initialised when ``create``."""
+    current = version(conn, path)
+    if current == 0 and not create:
+        raise VaultMissing(f"{path} holds no template store; create one with `consentry keys init`")
     if current > SCHEMA_VERSION:
         raise VaultError(f"template store {path} has schema {current}; this Consentry reads up to {SCHEMA_VERSION}")
     for target in range(current + 1, SCHEMA_VERSION + 1):
@@ -93,3 +116,8 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+    missing = TABLES - tables(conn)
+    if missing:
+        raise VaultError(f"template store {path} lacks table(s) {sorted(missing)}: it is damaged. Nothing was "
+                         "changed; restore it from a backup")
+    return current

@@ -16,6 +16,7 @@ import hmac
 import logging
 import os
 import secrets
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,15 +25,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SubjectNotFound, TemplateIntegrityError, VaultError, WrongKey
+from ..errors import SubjectNotFound, TemplateIntegrityError, VaultError, VaultMissing, WrongKey
 from . import crypto, schema
 from .audit import AuditLog, AuditReport
 from .consent import MAX_RETENTION_DAYS, ConsentRecord
+from .files import prepare_files
 from .keys import KeyFile, KeyProvider
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "consentry.db"
+# The metadata rows a MAC covers (schema_version is left out: migrations change it, and a
+# forged one only makes a migration fail loudly). Stores from schema 3 on must carry the MAC.
+SIGNED_META = ("salt", "deployment", "key_check", "audit_key", "transform")
+META_MAC_SINCE = 3
 Clock = Callable[[], dt.datetime]
 
 
@@ -112,7 +118,10 @@ class Vault:
     """Open with :meth:`open`; use as a context manager or call :meth:`close`."""
 
     def __init__(self, home: Path, provider: KeyProvider, *, inactivity_days: int = 365,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, create: bool = False) -> None:
+        """Open the store in ``home``. Only ``create`` (`keys init`, the first enrolment) may
+        make a new one; otherwise a missing or empty store is :class:`VaultMissing`, and a
+        store whose metadata is missing or fails its MAC is refused — never replaced."""
         self.home = Path(home)
         self.path = self.home / DB_NAME
         self.provider = provider
@@ -120,11 +129,15 @@ class Vault:
         self.clock = clock
         self._lock = threading.RLock()
         self._revoke_callbacks: list[Callable[[str], None]] = []
-        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        prepare_files(self.home, self.path, create)
         self._conn = schema.connect(self.path)
         try:
-            schema.migrate(self._conn, self.path)
-            self._unlock()
+            previous = schema.migrate(self._conn, self.path, create)
+            self._unlock(create, authenticated=previous >= META_MAC_SINCE)
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise VaultError(f"template store {self.path} is damaged ({exc}). Nothing was changed; "
+                             "restore it from a backup") from None
         except BaseException:
             self._conn.close()
             raise
@@ -132,14 +145,24 @@ class Vault:
     # -- keys -----------------------------------------------------------------------------
     def _meta(self, key: str) -> bytes | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return None if row is None else bytes(row[0])
+        if row is None:
+            return None
+        value = row[0]
+        return value if isinstance(value, bytes) else b"" if value is None else str(value).encode()
 
     def _set_meta(self, key: str, value: bytes | str) -> None:
         self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
-    def _unlock(self) -> None:
+    def _unlock(self, create: bool, authenticated: bool) -> None:
         salt = self._meta("salt")
         if salt is None:
+            blank = self._blank()
+            if blank and not create:  # made by an open that had no key yet: nothing to lose
+                raise VaultMissing(f"template store {self.path} was never initialised; create it with "
+                                   "`consentry keys init`")
+            if not blank:
+                raise VaultError(f"template store {self.path} has lost its key metadata: it is damaged. Nothing "
+                                 "was changed (a new key would orphan every template); restore it from a backup")
             self._initialise()
             return
         master = self.provider.master_key(salt)
@@ -151,7 +174,31 @@ class Vault:
                 master = self.provider.master_key(salt)
             else:
                 raise WrongKey(f"the master key from the {self.provider.name} provider does not open {self.path}")
+        self._check_meta(master, authenticated)
         self._use_master(master)
+
+    def _blank(self) -> bool:
+        """Nothing but a schema version: safe to initialise."""
+        keys = {r[0] for r in self._conn.execute("SELECT key FROM meta")}
+        rows = sum(self._conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608 - fixed names
+                   for t in ("subjects", "templates", "audit", "credentials"))
+        return keys <= {"schema_version"} and rows == 0
+
+    def _meta_mac(self, master: bytes) -> bytes:
+        body = b"".join(hashlib.sha256(k.encode() + b"\0" + (self._meta(k) or b"")).digest() for k in SIGNED_META)
+        return hmac.new(crypto.derive(master, "meta-mac"), body, hashlib.sha256).digest()
+
+    def _check_meta(self, master: bytes, authenticated: bool) -> None:
+        """The key metadata must carry a valid MAC; a store that predates it gets one now."""
+        stored = self._meta("meta_mac")
+        if stored is None and not authenticated:
+            with self._txn():
+                self._set_meta("meta_mac", self._meta_mac(master))
+            log.info("added a MAC to the key metadata of %s (schema upgrade)", self.path)
+            return
+        if stored is None or not hmac.compare_digest(stored, self._meta_mac(master)):
+            raise VaultError(f"the key metadata of {self.path} was changed or is missing its MAC: refusing to "
+                             "open it. Nothing was changed; restore the store from a backup")
 
     def _opens(self, master: bytes) -> bool:
         try:
@@ -173,8 +220,8 @@ class Vault:
         master = self.provider.master_key(salt)
         with self._txn():
             self._set_meta("salt", salt)
+            self._set_meta("deployment", secrets.token_hex(8).encode())
             self._seal_meta(master, crypto.new_key(), crypto.random_orthogonal())
-            self._set_meta("deployment", secrets.token_hex(8))
         self._use_master(master)
         with self._txn():
             self.audit.append(self._now(), "vault_created", provider=self.provider.name)
@@ -186,6 +233,7 @@ class Vault:
         self._set_meta("audit_key", crypto.seal(meta_key, audit_key, "consentry:audit-key"))
         self._set_meta("transform", crypto.seal(meta_key, np.asarray(transform, "<f4").tobytes(),
                                                 "consentry:transform"))
+        self._set_meta("meta_mac", self._meta_mac(master))
 
     @property
     def salt(self) -> bytes:
@@ -356,6 +404,16 @@ class Vault:
     def _code_tag(self, code: str) -> str:
         key = crypto.derive(self.audit.key, "revocation-code")
         return hmac.new(key, normalise_code(code).encode(), hashlib.sha256).hexdigest()
+
+    def remember_command(self, request_id: str, now: float, max_age: float) -> bool:
+        """Record a remote command's id; False when it was seen within ``max_age`` seconds
+        (kept in the store, so a replay is refused after a restart too)."""
+        with self._txn():
+            self._conn.execute("DELETE FROM commands WHERE seen < ?", (now - max_age,))
+            if self._conn.execute("SELECT 1 FROM commands WHERE request_id=?", (request_id,)).fetchone():
+                return False
+            self._conn.execute("INSERT INTO commands(request_id, seen) VALUES (?, ?)", (request_id, now))
+        return True
 
     def set_credential(self, kind: str, hashed: str) -> None:
         """Store a staff password / PIN hash (Argon2id, made by the caller)."""
