@@ -69,7 +69,8 @@ class AuditLog:
                 problems.append(f"entry {expected_seq} is missing (next is {seq})")
             if stored_prev != prev:
                 problems.append(f"entry {seq} does not follow the entry before it (removed or reordered)")
-            if not hmac.compare_digest(mac, self._mac(stored_prev, _canonical(seq, ts, kind, subject, detail))):
+            expected = self._mac(stored_prev, _canonical(seq, ts, kind, subject, detail))
+            if not hmac.compare_digest(str(mac).encode(), expected.encode()):
                 problems.append(f"entry {seq} ({kind}) was altered")
             prev, expected_seq = mac, seq + 1
         head = self._conn.execute("SELECT value FROM meta WHERE key='audit_head'").fetchone()

@@ -56,9 +56,12 @@ MIGRATIONS: dict[int, str] = {
     CREATE TABLE credentials (kind TEXT PRIMARY KEY, hash TEXT NOT NULL, updated TEXT NOT NULL);
     """,
     # 3: the request ids of remote commands seen within their freshness window (replays are
-    # refused across restarts); from this version on the key metadata carries a MAC.
+    # refused across restarts); from this version on the key metadata and every subject row
+    # carry a MAC (vault/rows.py).
     3: """
     CREATE TABLE commands (request_id TEXT PRIMARY KEY, seen REAL NOT NULL);
+    ALTER TABLE subjects ADD COLUMN row_mac BLOB;
+    ALTER TABLE credentials ADD COLUMN mac BLOB;
     """,
 }
 
@@ -74,7 +77,7 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA secure_delete=ON")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, UnicodeError) as exc:
         raise VaultError(f"cannot open the template store {path}: {exc}") from exc
     return conn
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import SubjectNotFound, TemplateIntegrityError, VaultError, VaultMissing, WrongKey
 from . import crypto, schema
+from . import rows as macs
 from .audit import AuditLog, AuditReport
 from .consent import MAX_RETENTION_DAYS, ConsentRecord
 from .files import prepare_files
@@ -35,10 +36,6 @@ from .keys import KeyFile, KeyProvider
 log = logging.getLogger(__name__)
 
 DB_NAME = "consentry.db"
-# The metadata rows a MAC covers (schema_version is left out: migrations change it, and a
-# forged one only makes a migration fail loudly). Stores from schema 3 on must carry the MAC.
-SIGNED_META = ("salt", "deployment", "key_check", "audit_key", "transform")
-META_MAC_SINCE = 3
 Clock = Callable[[], dt.datetime]
 
 
@@ -76,6 +73,7 @@ class SubjectInfo:
     models: tuple[str, ...]
     identify_opt_in: bool
     name: str | None = None
+    intact: bool = True  # False: the consent row fails its MAC (listed so staff can revoke it)
 
     def as_json(self) -> dict:
         out = {"id": self.id, "purposes": list(self.purposes), "created": self.created,
@@ -83,6 +81,8 @@ class SubjectInfo:
                "identify_opt_in": self.identify_opt_in}
         if self.name is not None:
             out["name"] = self.name
+        if not self.intact:
+            out["damaged"] = True
         return out
 
 
@@ -133,8 +133,8 @@ class Vault:
         self._conn = schema.connect(self.path)
         try:
             previous = schema.migrate(self._conn, self.path, create)
-            self._unlock(create, authenticated=previous >= META_MAC_SINCE)
-        except sqlite3.DatabaseError as exc:
+            self._unlock(create, authenticated=previous >= macs.MACS_SINCE)
+        except (sqlite3.DatabaseError, UnicodeError) as exc:
             self._conn.close()
             raise VaultError(f"template store {self.path} is damaged ({exc}). Nothing was changed; "
                              "restore it from a backup") from None
@@ -144,11 +144,7 @@ class Vault:
 
     # -- keys -----------------------------------------------------------------------------
     def _meta(self, key: str) -> bytes | None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        if row is None:
-            return None
-        value = row[0]
-        return value if isinstance(value, bytes) else b"" if value is None else str(value).encode()
+        return macs.meta_value(self._conn, key)
 
     def _set_meta(self, key: str, value: bytes | str) -> None:
         self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
@@ -184,19 +180,16 @@ class Vault:
                    for t in ("subjects", "templates", "audit", "credentials"))
         return keys <= {"schema_version"} and rows == 0
 
-    def _meta_mac(self, master: bytes) -> bytes:
-        body = b"".join(hashlib.sha256(k.encode() + b"\0" + (self._meta(k) or b"")).digest() for k in SIGNED_META)
-        return hmac.new(crypto.derive(master, "meta-mac"), body, hashlib.sha256).digest()
-
     def _check_meta(self, master: bytes, authenticated: bool) -> None:
         """The key metadata must carry a valid MAC; a store that predates it gets one now."""
         stored = self._meta("meta_mac")
         if stored is None and not authenticated:
             with self._txn():
-                self._set_meta("meta_mac", self._meta_mac(master))
-            log.info("added a MAC to the key metadata of %s (schema upgrade)", self.path)
+                self._set_meta("meta_mac", macs.meta_mac(self._conn, master))
+                macs.SubjectSigner(self._conn, master).sign_all()
+            log.info("signed the key metadata and subject rows of %s (schema upgrade)", self.path)
             return
-        if stored is None or not hmac.compare_digest(stored, self._meta_mac(master)):
+        if stored is None or not hmac.compare_digest(stored, macs.meta_mac(self._conn, master)):
             raise VaultError(f"the key metadata of {self.path} was changed or is missing its MAC: refusing to "
                              "open it. Nothing was changed; restore the store from a backup")
 
@@ -208,6 +201,7 @@ class Vault:
             return False
 
     def _use_master(self, master: bytes) -> None:
+        self._signer = macs.SubjectSigner(self._conn, master)
         meta_key = crypto.derive(master, "meta")
         self._wrap_key = crypto.derive(master, "wrap")
         audit_key = crypto.unseal(meta_key, self._meta("audit_key") or b"", "consentry:audit-key", "the audit key")
@@ -233,7 +227,7 @@ class Vault:
         self._set_meta("audit_key", crypto.seal(meta_key, audit_key, "consentry:audit-key"))
         self._set_meta("transform", crypto.seal(meta_key, np.asarray(transform, "<f4").tobytes(),
                                                 "consentry:transform"))
-        self._set_meta("meta_mac", self._meta_mac(master))
+        self._set_meta("meta_mac", macs.meta_mac(self._conn, master))
 
     @property
     def salt(self) -> bytes:
@@ -282,6 +276,8 @@ class Vault:
                  consent.age_statement))
             for vector in vectors:
                 self._store_template(subject, data_key, vector, model, now)
+            self._signer.sign(subject)
+            self._set_meta("roster", self._signer.toggled(self._meta("roster"), subject))
             self.audit.append(now, "enrol", subject, templates=len(vectors), model=model,
                               purposes=list(consent.purposes), consent=f"{consent.consent_id}@{consent.version}",
                               method=consent.method)
@@ -304,10 +300,15 @@ class Vault:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT s.id, s.purposes, s.created, s.last_seen, s.consent_given_at, s.retention_days, "
-                "s.identify_opt_in, s.name_ct, s.wrapped_key, group_concat(DISTINCT t.model) FROM subjects s "
-                "LEFT JOIN templates t ON t.subject_id = s.id GROUP BY s.id ORDER BY s.created, s.id").fetchall()
+                "s.identify_opt_in, s.name_ct, s.wrapped_key, group_concat(DISTINCT t.model), s.row_mac "
+                "FROM subjects s LEFT JOIN templates t ON t.subject_id = s.id GROUP BY s.id "
+                "ORDER BY s.created, s.id").fetchall()
+            intact = {r[0]: self._signer.intact(r[0], r[-1]) for r in rows}
         out = []
-        for sid, purposes, created, seen, given, days, opt_in, name_ct, wrapped, models in rows:
+        for sid, purposes, created, seen, given, days, opt_in, name_ct, wrapped, models, _ in rows:
+            if not intact[sid]:
+                out.append(SubjectInfo(sid, (), str(created), None, "", (), False, intact=False))
+                continue
             name = None
             if show_names:
                 name = crypto.unseal(self._data_key(sid, wrapped), bytes(name_ct), _aad_name(sid),
@@ -331,10 +332,17 @@ class Vault:
         skipped and named, not fatal."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT s.id, s.wrapped_key, s.purposes, s.identify_opt_in, t.id, t.model, t.ct FROM templates t "
-                "JOIN subjects s ON s.id = t.subject_id ORDER BY s.id, t.id").fetchall()
+                "SELECT s.id, s.wrapped_key, s.purposes, s.identify_opt_in, t.id, t.model, t.ct, s.row_mac "
+                "FROM templates t JOIN subjects s ON s.id = t.subject_id ORDER BY s.id, t.id").fetchall()
+            intact = {sid: self._signer.intact(sid, mac) for sid, mac in
+                      self._conn.execute("SELECT id, row_mac FROM subjects").fetchall()}
         templates, damaged, other = [], [], set()
-        for sid, wrapped, purposes, opt_in, tid, tmodel, ct in rows:
+        for sid, wrapped, purposes, opt_in, tid, tmodel, ct, _ in rows:
+            if not intact.get(sid, False):
+                if tid not in damaged:
+                    log.error("subject %s: its consent record fails its MAC; its templates are skipped", sid)
+                damaged.append(tid)
+                continue
             if (purpose and purpose not in purposes.split(",")) or (opted_in_only and not opt_in):
                 continue
             if tmodel != model:
@@ -354,8 +362,9 @@ class Vault:
         """Record that a subject was seen (at most one write per subject per day)."""
         today = self.clock().date().isoformat()
         with self._txn():
-            self._conn.execute("UPDATE subjects SET last_seen=? WHERE id=? AND (last_seen IS NULL OR "
-                               "substr(last_seen, 1, 10) < ?)", (self._now(), subject, today))
+            if self._conn.execute("UPDATE subjects SET last_seen=? WHERE id=? AND (last_seen IS NULL OR "
+                                  "substr(last_seen, 1, 10) < ?)", (self._now(), subject, today)).rowcount:
+                self._signer.sign(subject)
 
     def record_access(self, subject: str | None, decision: str, count: int = 1) -> None:
         """Audit an access decision: a subject's pseudonymous id, or a count of unknown faces."""
@@ -372,6 +381,7 @@ class Vault:
                 raise SubjectNotFound(f"no subject {subject} (never enrolled, already revoked, or purged)")
             templates = self._conn.execute("DELETE FROM templates WHERE subject_id=?", (subject,)).rowcount
             self._conn.execute("DELETE FROM subjects WHERE id=?", (subject,))
+            self._set_meta("roster", self._signer.toggled(self._meta("roster"), subject))
             destroyed = {"data_key": True, "templates": templates, "name": True, "consent_record": True}
             now = self._now()
             mac = self.audit.append(now, "revoke" if reason != "expired" else "expire", subject,
@@ -389,6 +399,7 @@ class Vault:
         with self._txn():
             updated = self._conn.execute("UPDATE subjects SET revocation_tag=? WHERE id=?",
                                          (self._code_tag(code), subject)).rowcount
+            self._signer.sign(subject)
         if not updated:
             raise SubjectNotFound(f"no subject {subject}")
         return code
@@ -416,16 +427,23 @@ class Vault:
         return True
 
     def set_credential(self, kind: str, hashed: str) -> None:
-        """Store a staff password / PIN hash (Argon2id, made by the caller)."""
+        """Store a staff password / PIN hash (Argon2id, made by the caller), with its MAC."""
         with self._txn():
-            self._conn.execute("INSERT OR REPLACE INTO credentials(kind, hash, updated) VALUES (?,?,?)",
-                               (kind, hashed, self._now()))
+            self._conn.execute("INSERT OR REPLACE INTO credentials(kind, hash, updated, mac) VALUES (?,?,?,?)",
+                               (kind, hashed, self._now(), self._signer.credential_mac(kind, hashed)))
             self.audit.append(self._now(), "credential_set", credential=kind)
 
     def credential(self, kind: str) -> str | None:
+        """The hash, or None when there is none or it fails its MAC (then nobody logs in with it)."""
         with self._lock:
-            row = self._conn.execute("SELECT hash FROM credentials WHERE kind=?", (kind,)).fetchone()
-        return row[0] if row else None
+            row = self._conn.execute("SELECT hash, mac FROM credentials WHERE kind=?", (kind,)).fetchone()
+        if row is None:
+            return None
+        hashed, mac = row
+        if mac is None or not hmac.compare_digest(bytes(mac), self._signer.credential_mac(kind, hashed)):
+            log.error("the stored %s credential fails its MAC; it is ignored until it is set again", kind)
+            return None
+        return hashed
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the database and truncate it, so no deleted page survives there."""
@@ -436,7 +454,7 @@ class Vault:
 
     def expired(self) -> list[str]:
         now = self.clock()
-        return [s.id for s in self.subjects() if dt.datetime.fromisoformat(s.expires) <= now]
+        return [s.id for s in self.subjects() if s.intact and dt.datetime.fromisoformat(s.expires) <= now]
 
     def purge(self, dry_run: bool = False) -> list[DeletionReceipt | str]:
         """Remove every expired subject (or, with ``dry_run``, list who would be removed)."""
@@ -468,6 +486,7 @@ class Vault:
                 if renew_transform:
                     self._retransform(sid, data_key, change)
             self._seal_meta(new_master, self.audit.key, transform)
+            macs.SubjectSigner(self._conn, new_master).sign_all()
             self.audit.append(self._now(), "key_rotate", subjects=len(rows), transform_renewed=renew_transform)
         self._checkpoint()
         self._use_master(new_master)
@@ -491,8 +510,15 @@ class Vault:
             return self.audit.entries(limit)
 
     def verify_audit(self) -> AuditReport:
+        """The audit chain, and whether the subject rows still add up to the keyed roster
+        (rows removed or inserted outside Consentry show here)."""
         with self._lock:
-            return self.audit.verify()
+            report = self.audit.verify()
+            roster_ok = hmac.compare_digest(self._meta("roster") or bytes(32), self._signer.roster())
+        if roster_ok:
+            return report
+        problem = "subjects were added or removed outside Consentry: the subject rows do not match the roster"
+        return AuditReport(False, report.entries, report.head, [*report.problems, problem])
 
     def integrity_check(self) -> str:
         with self._lock:
