@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
+
 from .bus import messages
 from .bus.commands import CommandGate, request_id_of
 from .camera import FrameSource, open_source
@@ -231,6 +233,8 @@ class Appliance:
                 self.policy.handle([])
         except ConsentryError as exc:  # a bad frame never ends the loop
             log.warning("frame %d skipped: %s", self.frames, exc)
+        except (ValueError, cv2.error) as exc:  # nor does a frame of a shape the models choke on
+            log.warning("frame %d of shape %s skipped: %s", self.frames, getattr(frame, "shape", None), exc)
         finally:
             frame.fill(0)
             self._latencies.append((time.perf_counter() - start) * 1000.0)

@@ -24,7 +24,10 @@ def _emit(obj: dict, as_json: bool) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from .vision import image_io
+
     settings = load_settings(args.config)
+    image_io.configure(settings.vision.max_image_pixels)
     if getattr(args, "detector", None):
         vision = settings.vision.model_copy(update={"detector": args.detector})
         settings = settings.model_copy(update={"vision": vision})

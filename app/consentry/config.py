@@ -32,6 +32,9 @@ class VisionConfig(_Strict):
     embedder: Literal["dlib_resnet_v1_int8", "dlib_resnet_v1_float16", "dlib_resnet_v1_float32"] = Field(
         "dlib_resnet_v1_int8", description="Face embedder; templates of one embedder are never compared "
         "with another's.")
+    max_image_pixels: int = Field(40_000_000, ge=1_000_000, le=400_000_000, description="Still images whose "
+                                  "header claims more pixels are refused before decoding (a decompression bomb "
+                                  "must not exhaust a Pi's memory).")
     flip: bool = Field(True, description="Average each face's descriptor with its mirror image's (one more "
                        "embedder run; TAR at FAR 1e-3 0.809 -> 0.833 on CelebA). Templates made with and "
                        "without it are never compared.")

@@ -75,3 +75,7 @@ class ConsentMissing(ConsentryError, PermissionError):
 
 class SubjectNotFound(ConsentryError, LookupError):
     """No subject with that pseudonymous id exists (never enrolled, revoked, or purged)."""
+
+
+class EvaluationError(ConsentryError, ValueError):
+    """An evaluation cannot be computed from the data given (too few readable faces or pairs)."""

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..errors import EvaluationError
 from ..runtime import Manifest, Model
 from ..vision.align import extract_chip
 from ..vision.detector import BlazeFaceDetector
@@ -40,11 +41,11 @@ def bench(image: np.ndarray, runs: int = 100, threads: int = 1, manifest: Manife
     mesh = FaceMesh(Model(manifest.get("face_mesh"), threads=threads))
     faces = det.detect(image)
     if not faces:
-        raise ValueError("the benchmark image has no face")
+        raise EvaluationError("the benchmark image has no face")
     face = faces[0]
     lm = mesh.landmarks(image, face)
     if lm is None:
-        raise ValueError("the benchmark face has no landmarks")
+        raise EvaluationError("the benchmark face has no landmarks")
     chip = np.zeros((150, 150, 3), np.uint8)
     results["detector_short_range"] = _time(lambda: det.detect(image), runs)
     results["detector_full_range"] = _time(lambda: full.detect(image), runs)

@@ -10,13 +10,15 @@ import math
 
 import numpy as np
 
+from ..errors import EvaluationError
+
 
 def threshold_for_fmr(impostor: np.ndarray, fmr: float) -> float:
     """Largest threshold, rounded down to 1e-4, whose false-match rate on ``impostor``
     distances is <= ``fmr``. Rounding down keeps the figure safe in float32 and in config."""
     imp = np.sort(np.asarray(impostor, np.float64))
     if imp.size == 0:
-        raise ValueError("no impostor comparisons")
+        raise EvaluationError("no impostor comparisons")
     allowed = int(math.floor(fmr * imp.size + 1e-9))
     if allowed >= imp.size:
         return math.floor(float(imp[-1]) * 1e4) / 1e4
@@ -70,7 +72,7 @@ def auc(genuine: np.ndarray, impostor: np.ndarray) -> float:
 def best_threshold(distances: np.ndarray, same: np.ndarray) -> float:
     """The threshold that maximises accuracy on these pairs (a midpoint between distances)."""
     if distances.size == 0:
-        raise ValueError("no pairs to choose a threshold from")
+        raise EvaluationError("no pairs to choose a threshold from")
     order = np.argsort(distances, kind="stable")
     d, s = distances[order], same[order]
     genuine_below = np.concatenate([[0], np.cumsum(s)])  # genuine pairs among the first i
@@ -108,7 +110,7 @@ def verification_report(distances: np.ndarray, same: np.ndarray, valid: np.ndarr
     """Every verification figure ``consentry eval`` prints, from per-pair distances."""
     gen, imp = distances[valid & same], distances[valid & ~same]
     if gen.size == 0 or imp.size == 0:
-        raise ValueError("need at least one genuine and one impostor pair with faces on both sides")
+        raise EvaluationError("need at least one genuine and one impostor pair with faces on both sides")
     return {
         "pairs": int(same.size),
         "genuine_pairs": int(same.sum()),

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Settings
+from ..errors import EvaluationError
 from ..match import Gallery, MatchPolicy
 from . import metrics
 from .datasets import Embed, Embedded, PairList, embed_paths, parse_pairs, read_labels
@@ -78,8 +79,13 @@ def _verification(emb: Embedded, pairs: PairList, threshold: float, balanced: np
     if curve is not None:  # kept in memory for --plot only
         curve.extend([d[valid & pairs.same], d[valid & ~pairs.same]])
     subset = np.ones(d.size, bool) if balanced is None else balanced
-    report = metrics.verification_report(d[subset], pairs.same[subset], valid[subset], pairs.fold[subset],
-                                         threshold)
+    try:
+        report = metrics.verification_report(d[subset], pairs.same[subset], valid[subset], pairs.fold[subset],
+                                             threshold)
+    except EvaluationError as exc:
+        fta = _fta(emb, valid)
+        raise EvaluationError(f"{exc}: of {fta['of_images']} images, {fta['unreadable']} could not be read and "
+                              f"{fta['no_face']} had no usable face") from None
     if balanced is not None:  # ROC figures use every sampled impostor, accuracy a balanced subset
         gen, imp = d[valid & pairs.same], d[valid & ~pairs.same]
         report.update(tar_at_far={"1e-2": metrics.tar_at_far(gen, imp, 1e-2),
@@ -208,7 +214,7 @@ def subject_scores(ids: np.ndarray, vecs: np.ndarray, templates: int, seed: int 
             owner.append(name)
             rows.append(mine[:templates])
     if not owner:
-        raise ValueError(f"no identity has more than {templates} images")
+        raise EvaluationError(f"no identity has more than {templates} images")
     gallery = vecs[np.concatenate(rows)]
     d = np.linalg.norm(vecs[:, None, :] - gallery[None, :, :], axis=2).reshape(len(ids), len(owner), templates)
     per_subject = d.min(axis=2)                                     # (images, subjects)
