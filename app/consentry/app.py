@@ -138,7 +138,7 @@ class Appliance:
             return
         from .web.server import WebApp, WebServer
 
-        self.web = WebServer(WebApp(self.settings, self.kiosk, self.vault, health=self.health),
+        self.web = WebServer(WebApp(self.settings, self.kiosk, self.vault, health=self.health).wsgi,
                              self.settings.http.bind, self.settings.http.port)
         self.web.start()
         self._closers.append(self.web.close)
@@ -218,11 +218,12 @@ class Appliance:
         try:
             if self.kiosk.capture is not None and self.kiosk.capture.state == "capturing":
                 self._capture_step(frame, self.kiosk.capture)
-            elif self.kiosk.forget is not None and self.kiosk.forget.state == "looking":
-                self._forget_step(frame, self.kiosk.forget)
-            elif isinstance(self.policy, DoorPolicy):
+            elif isinstance(self.policy, DoorPolicy):  # a withdrawal by face never pauses the door
                 results = self.recognizer.step(frame)
                 self.policy.handle(results, (time.perf_counter() - start) * 1000.0)
+                self._forget_observe(results)
+            elif self._forget_waiting():
+                self._forget_observe(self.recognizer.step(frame))
             elif self.policy.active:
                 tracker = self.recognizer.tracker
                 try:
@@ -277,16 +278,30 @@ class Appliance:
         finally:
             guided.wipe()
 
-    def _forget_step(self, frame, forget) -> None:
-        """Withdrawal by face: the same k-of-n evidence as the door, but nothing opens."""
-        for result in self.recognizer.step(frame):
-            if result.state == "match" and result.subject:
-                with self.kiosk.lock:
-                    forget.candidate, forget.state = result.subject, "found"
+    def _forget_waiting(self) -> bool:
+        f = self.kiosk.forget
+        return f is not None and f.state in ("looking", "found")
+
+    def _forget_observe(self, results) -> None:
+        """Withdrawal by face, from the door's own verdicts (k of n): the candidate is a subject
+        recognised as the only face in view, and stays confirmable only while that holds."""
+        if not self._forget_waiting():
+            return
+        now = time.monotonic()
+        matched = {r.subject for r in results if r.state == "match" and r.subject}
+        with self.kiosk.lock:
+            f = self.kiosk.forget
+            if f is None:
                 return
-        if time.monotonic() > forget.deadline:
-            with self.kiosk.lock:
-                forget.state = "timeout"
+            alone = len(results) == 1 and len(matched) == 1
+            if alone and f.state == "looking":
+                f.candidate, f.state = next(iter(matched)), "found"
+            if alone and matched == {f.candidate}:
+                f.seen_at = now
+            elif f.state == "found" and (len(results) > 1 or (matched and matched != {f.candidate})):
+                f.seen_at = 0.0  # someone else in view: not confirmable until the same face is alone again
+            if f.state == "looking" and now > f.deadline:
+                f.state = "timeout"
 
     def _reload_gallery(self) -> None:
         templates = self.vault.load_templates(self.gallery.model, self.settings.profile)

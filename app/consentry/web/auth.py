@@ -15,8 +15,15 @@ SESSION_COOKIE = "consentry_session"
 SESSION_IDLE_S = 15 * 60
 ENROL_UNLOCK_S = 10 * 60
 MAX_FAILURES, FAILURE_WINDOW_S = 5, 300
+MAX_SESSIONS = 512
+# Argon2id costs 64 MiB per verification: at most two run at once, whatever arrives.
+VERIFY_SLOTS = threading.BoundedSemaphore(2)
 
 _hasher = PasswordHasher()
+
+
+class Busy(Exception):
+    """Every verification slot is taken: answer 429 instead of queueing more Argon2 memory."""
 
 
 def hash_secret(secret: str) -> str:
@@ -26,18 +33,27 @@ def hash_secret(secret: str) -> str:
 
 
 def verify_secret(hashed: str | None, secret: str) -> bool:
-    if not hashed:
+    """Raises :class:`Busy` when no verification slot is free."""
+    if not hashed or len(secret) > 1024:
         return False
+    if not VERIFY_SLOTS.acquire(blocking=False):
+        raise Busy
     try:
         return _hasher.verify(hashed, secret)
     except (VerificationError, InvalidHashError):
         return False
+    finally:
+        VERIFY_SLOTS.release()
 
 
 @dataclass
 class Session:
+    """``key`` never changes and never leaves the server (enrolment and withdrawal flows are
+    bound to it); ``token`` (the cookie) and ``csrf`` are rotated when privilege changes."""
+
     token: str
     csrf: str
+    key: str = field(default_factory=lambda: secrets.token_hex(16))
     admin: bool = False
     enrol_until: float = 0.0
     pending: dict = field(default_factory=dict)  # enrolment details between pages (no images)
@@ -62,16 +78,19 @@ class Sessions:
                 del self._sessions[stale]
             session = self._sessions.get(token or "")
             if session is None:
+                if len(self._sessions) >= MAX_SESSIONS:  # bounded: the least recently used goes
+                    del self._sessions[min(self._sessions, key=lambda t: self._sessions[t].touched)]
                 session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32))
                 self._sessions[session.token] = session
             session.touched = now
             return session
 
     def rotate(self, session: Session) -> Session:
-        """A new token after login (no session fixation)."""
+        """A new token and CSRF token when privilege changes (login, PIN unlock): no fixation."""
         with self._lock:
             self._sessions.pop(session.token, None)
             session.token = secrets.token_urlsafe(32)
+            session.csrf = secrets.token_urlsafe(32)
             self._sessions[session.token] = session
             return session
 
@@ -79,13 +98,24 @@ class Sessions:
         with self._lock:
             self._sessions.pop(session.token, None)
 
-    def limited(self, client: str) -> bool:
+    def attempt(self, client: str, purpose: str) -> bool:
+        """Reserve one attempt (``login``, ``pin``, ``code``) for ``client`` before any hashing:
+        False when the last window already holds MAX_FAILURES, counting attempts in flight, so
+        40 parallel requests get 5 tries, not 40. :meth:`succeeded` gives the slot back."""
         now = time.monotonic()
         with self._lock:
-            recent = [t for t in self._failures.get(client, []) if now - t < FAILURE_WINDOW_S]
-            self._failures[client] = recent
-            return len(recent) >= MAX_FAILURES
+            recent = [t for t in self._failures.get(f"{purpose}:{client}", []) if now - t < FAILURE_WINDOW_S]
+            if len(recent) >= MAX_FAILURES:
+                self._failures[f"{purpose}:{client}"] = recent
+                return False
+            self._failures[f"{purpose}:{client}"] = [*recent, now]
+            if len(self._failures) > 4 * MAX_SESSIONS:  # bounded: forget the quietest clients
+                for key in sorted(self._failures, key=lambda k: max(self._failures[k], default=0))[:MAX_SESSIONS]:
+                    del self._failures[key]
+            return True
 
-    def failed(self, client: str) -> None:
+    def succeeded(self, client: str, purpose: str) -> None:
         with self._lock:
-            self._failures.setdefault(client, []).append(time.monotonic())
+            tries = self._failures.get(f"{purpose}:{client}")
+            if tries:
+                tries.pop()

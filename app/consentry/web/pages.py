@@ -32,10 +32,12 @@ def layout(title: str, body: str, *, script: str = "", admin: bool = False) -> s
            'margin-left:1rem">'
            '{csrf}<button class="secondary" style="font-size:.8rem;padding:.2rem .6rem">Log out</button></form>'
            if admin else '<a href="/enroll">Enrol</a><a href="/forget">Forget me</a><a href="/admin">Staff</a>')
+    # Scripts are files (/static/NAME.js), never inline: the CSP allows script-src 'self' only.
+    tag = f"<script src='/static/{escape(script)}.js'></script>" if script else ""
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)} · Consentry</title>"
             f"<meta name='viewport' content='width=device-width,initial-scale=1'><style>{CSS}</style></head>"
             f"<body><header><strong>Consentry</strong><nav><a href='/'>Home</a>{nav}</nav></header>"
-            f"<main>{body}</main>{'<script>' + script + '</script>' if script else ''}</body></html>")
+            f"<main>{body}</main>{tag}</body></html>")
 
 
 def csrf_field(token: str) -> str:
@@ -56,14 +58,16 @@ def kiosk() -> str:
     body = ("<h1>Welcome</h1><div id='status' class='big'>Look at the camera</div>"
             "<p style='text-align:center'>Only people who enrolled and agreed are recognised. Nobody else's face "
             "is stored.</p>")
-    script = POLL + """
+    return layout("Kiosk", body, script="kiosk")
+
+
+KIOSK_JS = POLL + """
 poll('/api/kiosk', s=>{const el=document.getElementById('status');
  if(s.mode==='enrolling'){el.className='big';el.textContent='Enrolment in progress';}
  else if(s.decision==='granted'){el.className='big granted';el.textContent='Access granted';}
  else if(s.decision==='unknown'){el.className='big unknown';el.textContent='Not recognised';}
  else {el.className='big';el.textContent='Look at the camera';}}, 400);
 """
-    return layout("Kiosk", body, script=script)
 
 
 def enroll_unlock(csrf: str, error: str = "") -> str:
@@ -105,12 +109,14 @@ def enroll_capture(needed: int) -> str:
     body = ("<h1>Look at the camera</h1>"
             f"<div id='hint' class='hint'>Look at the camera</div><progress id='progress' max='{needed}' value='0'>"
             f"</progress>{advice}<p>Images are used for a moment and erased; only the template is kept.</p>")
-    script = POLL + """
+    return layout("Capturing", body, script="capture")
+
+
+CAPTURE_JS = POLL + """
 poll('/api/enroll', s=>{document.getElementById('hint').textContent=s.hint;
  document.getElementById('progress').value=s.collected;
  if(s.state!=='capturing'){window.location='/enroll/done';}}, 300);
 """
-    return layout("Capturing", body, script=script)
 
 
 def enroll_done(code: str, qr_svg: str) -> str:
@@ -143,12 +149,15 @@ def forget_camera(csrf: str) -> str:
             "<div id='confirm' hidden><p>We recognised you. Withdraw your consent now?</p>"
             + form("/forget/confirm", csrf, "<button type='submit' class='danger' id='confirm-button'>Yes, forget me"
                    "</button>") + "</div>")
-    script = POLL + """
+    return layout("Forget me", body, script="forget")
+
+
+FORGET_JS = POLL + """
 poll('/api/forget', s=>{const h=document.getElementById('hint');
  if(s.state==='found'){h.textContent='';document.getElementById('confirm').hidden=false;}
  else if(s.state==='timeout'){h.textContent='You were not recognised. Use your revocation code, or ask staff.';}}, 400);
 """
-    return layout("Forget me", body, script=script)
+SCRIPTS = {"kiosk": KIOSK_JS, "capture": CAPTURE_JS, "forget": FORGET_JS}
 
 
 def receipt(doc: dict) -> str:

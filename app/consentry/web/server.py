@@ -1,33 +1,31 @@
 """The web application: routes for the kiosk, enrolment, "forget me" and the staff pages,
-on the standard library's threading HTTP server (a kiosk serves one screen; no framework).
+served by waitress through web/http.py (no framework: a kiosk serves one screen).
 
-Every POST needs the session's CSRF token; staff pages need an Argon2-checked login; login
-and PIN attempts are rate limited per client. No route returns a face or a template.
+Every POST needs the session's CSRF token; staff pages need an Argon2-checked login; login,
+PIN and revocation-code attempts are rate limited per client and purpose before any hashing.
+An enrolment or a withdrawal by face belongs to the session that started it. No route
+returns a face or a template.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import threading
 import time
 from http import HTTPStatus
-from http.cookies import SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import segno
 
 from ..config import Settings
 from ..errors import ConsentryError, SubjectNotFound
 from . import pages
-from .auth import ENROL_UNLOCK_S, SESSION_COOKIE, Session, Sessions, verify_secret
+from .auth import ENROL_UNLOCK_S, SESSION_COOKIE, Busy, Session, Sessions, verify_secret
+from .http import Response, WebServer, wsgi_app
 from .state import Capture, Forget, KioskState
 
 log = logging.getLogger(__name__)
-MAX_BODY = 16 * 1024
+__all__ = ["WebApp", "WebServer"]
 
 
 def consent_dir(settings: Settings) -> Path:
@@ -44,16 +42,12 @@ def cpu_temperature() -> str:
         return "not available"
 
 
-class Response:
-    def __init__(self, body: str | dict, status: int = 200, headers: dict | None = None) -> None:
-        self.json = isinstance(body, dict)
-        self.body = (json.dumps(body) if self.json else body).encode()
-        self.status = status
-        self.headers = headers or {}
-
-
 def redirect(location: str) -> Response:
     return Response("", HTTPStatus.SEE_OTHER, {"Location": location})
+
+
+def too_many(page: str) -> Response:
+    return Response(page, HTTPStatus.TOO_MANY_REQUESTS, {"Retry-After": "60"})
 
 
 class WebApp:
@@ -65,17 +59,30 @@ class WebApp:
         self.vault = vault
         self.health = health
         self.sessions = Sessions()
+        self.wsgi = wsgi_app(self._serve, lambda title, text: pages.message(title, text, cls="error"))
+
+    def _serve(self, method: str, path: str, token: str | None, form: dict[str, str],
+               client: str) -> tuple[Response, str | None]:
+        session = self.sessions.get(token)
+        response = self.handle(method, path, session, form, client)
+        return response, cookie(session) if token != session.token else None
 
     # -- dispatch -------------------------------------------------------------------------
     def handle(self, method: str, path: str, session: Session, form: dict[str, str], client: str) -> Response:
         if method == "POST" and form.get("csrf") != session.csrf:
             return Response(pages.message("Refused", "This form has expired or did not come from this kiosk.",
                                           cls="error"), HTTPStatus.FORBIDDEN)
+        if method == "GET" and path.startswith("/static/") and path.endswith(".js"):
+            script = pages.SCRIPTS.get(path[len("/static/"):-len(".js")])
+            if script is not None:
+                return Response(script, content_type="text/javascript; charset=utf-8")
         route = self.ROUTES.get((method, path))
         if route is None:
             return Response(pages.message("Not found", "There is no such page."), HTTPStatus.NOT_FOUND)
         try:
             return route(self, session, form, client)
+        except Busy:
+            return too_many(pages.message("Busy", "Too many sign-ins at once; try again in a minute.", cls="error"))
         except ConsentryError as exc:
             log.warning("%s %s: %s", method, path, exc)
             return Response(pages.message("Something went wrong", str(exc), cls="error"), HTTPStatus.CONFLICT)
@@ -96,15 +103,15 @@ class WebApp:
         return Response(pages.enroll_details(session.csrf))
 
     def enroll_unlock(self, session, form, client):
-        if self.sessions.limited(client):
-            return Response(pages.enroll_unlock(session.csrf, "Too many attempts; wait a few minutes."),
-                            HTTPStatus.TOO_MANY_REQUESTS)
+        if not self.sessions.attempt(client, "pin"):
+            return too_many(pages.enroll_unlock(session.csrf, "Too many attempts; wait a few minutes."))
         pin = form.get("pin", "")
         if self.vault and (verify_secret(self.vault.credential("pin"), pin)
                            or verify_secret(self.vault.credential("admin"), pin)):
+            self.sessions.succeeded(client, "pin")
+            session = self.sessions.rotate(session)
             session.enrol_until = time.monotonic() + ENROL_UNLOCK_S
-            return redirect("/enroll")
-        self.sessions.failed(client)
+            return Response("", HTTPStatus.SEE_OTHER, {"Location": "/enroll", "Set-Cookie": cookie(session)})
         return Response(pages.enroll_unlock(session.csrf, "Wrong PIN."), HTTPStatus.UNAUTHORIZED)
 
     def enroll_start(self, session, form, client):
@@ -144,24 +151,35 @@ class WebApp:
             retention_days=self.settings.vault.retention_days, age_statement=p["age"], purposes=(p["purpose"],))
         consent.validate()
         with self.kiosk.lock:
-            self.kiosk.capture = Capture(name=p["name"], consent=consent)
+            if self.kiosk.capture is not None and self.kiosk.capture.state == "capturing":
+                return Response(pages.message("Busy", "Another enrolment is in progress.", cls="error"),
+                                HTTPStatus.CONFLICT)
+            self.kiosk.capture = Capture(name=p["name"], consent=consent, owner=session.key)
         session.enrol_until = 0.0 if not session.admin else session.enrol_until  # one enrolment per unlock
         return redirect("/enroll/capture")
 
+    def _own_capture(self, session) -> Capture | None:
+        """The enrolment in progress, only for the session that started it (call under the lock)."""
+        c = self.kiosk.capture
+        return c if c is not None and c.owner == session.key else None
+
     def enroll_capture(self, session, form, client):
-        capture = self.kiosk.capture
+        with self.kiosk.lock:
+            capture = self._own_capture(session)
         return Response(pages.enroll_capture(capture.needed if capture else 5))
 
     def api_enroll(self, session, form, client):
         with self.kiosk.lock:
-            c = self.kiosk.capture
+            c = self._own_capture(session)
             if c is None:
                 return Response({"state": "none", "hint": "", "collected": 0})
             return Response({"state": c.state, "hint": c.hint, "collected": c.collected, "needed": c.needed})
 
     def enroll_done(self, session, form, client):
         with self.kiosk.lock:
-            c, self.kiosk.capture = self.kiosk.capture, None
+            c = self._own_capture(session)
+            if c is not None and c.state != "capturing":
+                self.kiosk.capture = None
         if c is None or c.state != "done" or not c.code:
             reason = c.error if c and c.error else "The enrolment did not finish; nothing was stored."
             return Response(pages.message("Not enrolled", reason))
@@ -174,32 +192,45 @@ class WebApp:
         return Response(pages.forget(session.csrf))
 
     def forget_code(self, session, form, client):
-        if self.sessions.limited(client):
-            return Response(pages.forget(session.csrf, "Too many attempts; wait a few minutes."),
-                            HTTPStatus.TOO_MANY_REQUESTS)
+        if not self.sessions.attempt(client, "code"):
+            return too_many(pages.forget(session.csrf, "Too many attempts; wait a few minutes."))
         try:
-            receipt = self.vault.revoke_by_code(form.get("code", ""))
+            receipt = self.vault.revoke_by_code(form.get("code", "")[:64])
         except (SubjectNotFound, AttributeError):
-            self.sessions.failed(client)
             return Response(pages.forget(session.csrf, "That code is not valid."), HTTPStatus.NOT_FOUND)
+        self.sessions.succeeded(client, "code")
         return Response(pages.receipt(receipt.as_json()))
 
     def forget_camera(self, session, form, client):
+        """Start a withdrawal by face for this session; the door keeps deciding meanwhile. One
+        at a time: another session's live withdrawal is not replaced."""
         with self.kiosk.lock:
-            self.kiosk.forget = Forget()
+            f = self.kiosk.forget
+            if f is not None and f.owner != session.key and f.live():
+                return Response(pages.forget(session.csrf, "Someone else is using the camera; try again soon."),
+                                HTTPStatus.CONFLICT)
+            self.kiosk.forget = Forget(owner=session.key)
         return Response(pages.forget_camera(session.csrf))
 
     def api_forget(self, session, form, client):
         with self.kiosk.lock:
             f = self.kiosk.forget
-            if f is not None and f.state == "looking" and time.monotonic() > f.deadline:
+            if f is None or f.owner != session.key:
+                return Response({"state": "none"})
+            if f.state == "looking" and time.monotonic() > f.deadline:
                 f.state = "timeout"
-            return Response({"state": f.state if f else "none"})
+            return Response({"state": f.state})
 
     def forget_confirm(self, session, form, client):
+        """Revoke only if this session's withdrawal found one subject and that same subject is
+        still the only face in view right now."""
         with self.kiosk.lock:
-            f, self.kiosk.forget = self.kiosk.forget, None
-        if f is None or f.state != "found" or not f.candidate:
+            f = self.kiosk.forget
+            if f is None or f.owner != session.key:
+                f = None
+            else:
+                self.kiosk.forget = None
+        if f is None or not f.confirmable():
             return Response(pages.forget(session.csrf, "You were not recognised; nothing was changed."))
         return Response(pages.receipt(self.vault.revoke(f.candidate, reason="withdrawn at the kiosk").as_json()))
 
@@ -217,14 +248,13 @@ class WebApp:
                                               retention_schedule(self.settings), names))
 
     def admin_login(self, session, form, client):
-        if self.sessions.limited(client):
-            return Response(pages.admin_login(session.csrf, "Too many failed logins; wait a few minutes."),
-                            HTTPStatus.TOO_MANY_REQUESTS)
+        if not self.sessions.attempt(client, "login"):
+            return too_many(pages.admin_login(session.csrf, "Too many failed logins; wait a few minutes."))
         if self.vault is not None and verify_secret(self.vault.credential("admin"), form.get("password", "")):
+            self.sessions.succeeded(client, "login")
             session = self.sessions.rotate(session)
             session.admin = True
             return Response("", HTTPStatus.SEE_OTHER, {"Location": "/admin", "Set-Cookie": cookie(session)})
-        self.sessions.failed(client)
         return Response(pages.admin_login(session.csrf, "Wrong password."), HTTPStatus.UNAUTHORIZED)
 
     def admin_logout(self, session, form, client):
@@ -266,60 +296,3 @@ class WebApp:
 
 def cookie(session: Session) -> str:
     return f"{SESSION_COOKIE}={session.token}; HttpOnly; SameSite=Strict; Path=/"
-
-
-class Handler(BaseHTTPRequestHandler):
-    server_version = "Consentry"
-    sys_version = ""
-
-    def log_message(self, fmt: str, *args: object) -> None:
-        log.debug("web: " + fmt, *args)
-
-    def _serve(self, method: str) -> None:
-        app: WebApp = self.server.app  # type: ignore[attr-defined]
-        cookies = SimpleCookie(self.headers.get("Cookie", ""))
-        token = cookies[SESSION_COOKIE].value if SESSION_COOKIE in cookies else None
-        session = app.sessions.get(token)
-        form: dict[str, str] = {}
-        if method == "POST":
-            length = min(int(self.headers.get("Content-Length", 0) or 0), MAX_BODY)
-            form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode("utf-8", "replace")).items()}
-        response = app.handle(method, urlparse(self.path).path, session, form, self.client_address[0])
-        self.send_response(response.status)
-        self.send_header("Content-Type", "application/json" if response.json else "text/html; charset=utf-8")
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Frame-Options", "DENY")
-        self.send_header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; "
-                         "style-src 'unsafe-inline'; script-src 'unsafe-inline' 'self'; connect-src 'self'")
-        if "Set-Cookie" not in response.headers and token != session.token:
-            self.send_header("Set-Cookie", cookie(session))
-        for key, value in response.headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        self.wfile.write(response.body)
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self._serve("GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._serve("POST")
-
-
-class WebServer:
-    """Serves ``WebApp`` on a background thread; ``port`` 0 picks a free port."""
-
-    def __init__(self, app: WebApp, bind: str, port: int) -> None:
-        self.httpd = ThreadingHTTPServer((bind, port), Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.app = app  # type: ignore[attr-defined]
-        self.url = f"http://{bind}:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="web", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-

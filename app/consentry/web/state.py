@@ -29,6 +29,7 @@ class Capture:
 
     name: str
     consent: object
+    owner: str = ""  # the starting session's key: only it sees the progress and the code
     needed: int = 5
     state: str = "capturing"
     hint: str = "Look at the camera"
@@ -39,13 +40,28 @@ class Capture:
     deadline: float = field(default_factory=lambda: time.monotonic() + 60.0)
 
 
+FORGET_FRESH_S = 2.0
+
+
 @dataclass
 class Forget:
-    """Withdrawal by face: ``candidate`` is the subject the camera recognised (k of n)."""
+    """Withdrawal by face for the session ``owner``: ``candidate`` is the subject the camera
+    recognised (k of n) as the only face in view; ``seen_at`` is the last time it was still
+    the only face (monotonic seconds). The loop keeps both current while the person waits."""
 
+    owner: str = ""
     state: str = "looking"
     candidate: str | None = None
+    seen_at: float = 0.0
     deadline: float = field(default_factory=lambda: time.monotonic() + 30.0)
+
+    def live(self) -> bool:
+        return self.state in ("looking", "found") and time.monotonic() < self.deadline + 60.0
+
+    def confirmable(self) -> bool:
+        """Found, and the same single face was in view within the last two seconds."""
+        return (self.state == "found" and self.candidate is not None
+                and time.monotonic() - self.seen_at <= FORGET_FRESH_S)
 
 
 class KioskState:
