@@ -36,7 +36,8 @@ esac
 # ABI-incompatible copy. ai-edge-litert has aarch64 wheels for both Pythons.
 run apt-get update
 run apt-get install -y --no-install-recommends python3-venv python3-numpy python3-opencv \
-  python3-picamera2 python3-cryptography python3-gpiozero python3-argon2 mosquitto mosquitto-clients chromium curl
+  python3-picamera2 python3-cryptography python3-gpiozero python3-argon2 python3-pil python3-waitress \
+  mosquitto mosquitto-clients chromium curl
 
 run id consentry || run useradd --system --home /var/lib/consentry --shell /usr/sbin/nologin \
   --groups video,gpio consentry
@@ -51,8 +52,13 @@ run /opt/consentry/.venv/bin/pip install --no-deps "$src"
 run /opt/consentry/.venv/bin/pip install -c /opt/consentry/constraints.txt "ai-edge-litert>=1.2" \
   "paho-mqtt>=2.0" "pydantic>=2.6" "segno>=1.6"
 
-for f in "$src"/models/manifest.json "$src"/models/*.tflite; do
-  put 0644 "$f" "/usr/share/consentry/models/$(basename "$f")"
+# Every file the manifest names (models and the shape predictor's .npz alike), so the install
+# can never pass its own `consentry models` check with a file missing.
+model_files="$(python3 -c 'import json, sys; print("\n".join(m["file"] for m in json.load(open(sys.argv[1]))["models"]))' \
+  "$src/models/manifest.json")"
+put 0644 "$src/models/manifest.json" /usr/share/consentry/models/manifest.json
+for f in $model_files; do
+  put 0644 "$src/models/$f" "/usr/share/consentry/models/$f"
 done
 run env CONSENTRY_MODELS=/usr/share/consentry/models /opt/consentry/.venv/bin/consentry models
 

@@ -3,6 +3,7 @@ shipped config and the boot configuration."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -34,6 +35,9 @@ def test_installer_dry_run_lays_out_the_system_and_is_idempotent(tmp_path, coden
                  "etc/systemd/user/consentry-kiosk.service"):
         assert (tmp_path / path).is_file(), path
     assert (tmp_path / "var/lib/consentry").stat().st_mode & 0o777 == 0o700
+    manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
+    for model in manifest["models"]:  # every file the manifest names, the shape predictor's .npz too
+        assert (tmp_path / "usr/share/consentry/models" / model["file"]).is_file(), model["file"]
     config = tmp_path / "etc/consentry/consentry.toml"
     config.write_text(config.read_text() + "\n# edited by the operator\n")
     dry_run(tmp_path, codename)

@@ -98,3 +98,18 @@ def test_fuzzed_image_bytes_give_an_image_or_an_image_error(tmp_path, data, pref
     except ImageError:
         return
     assert rgb.dtype == np.uint8 and rgb.ndim == 3 and min(rgb.shape[:2]) >= 16
+
+
+def test_identify_reports_a_stranger_as_unknown_and_nothing_else(tmp_path, astronaut, capsys):
+    import json
+
+    image = tmp_path / "stranger.png"
+    cv2.imwrite(str(image), astronaut[..., ::-1])
+    home = ["--home", str(tmp_path / "home")]
+    assert main([*home, "keys", "init"]) == 0
+    capsys.readouterr()
+    assert main([*home, "identify", str(image), "--json"]) == 0
+    faces = json.loads(capsys.readouterr().out)["faces"]
+    assert faces == [{"decision": "unknown", "subject": None, "distance": None}]
+    assert main([*home, "identify", str(image), "--json", "--debug"]) == 0
+    assert "box" in json.loads(capsys.readouterr().out)["faces"][0]

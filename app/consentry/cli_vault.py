@@ -111,7 +111,7 @@ def cmd_identify(args: argparse.Namespace, settings: Settings) -> int:
     with _vault(args, settings) as vault, pipeline_from_config(settings.vision, settings.quality) as pipeline:
         loaded = gallery_from_vault(vault, pipeline.embedder.name, policy_from_config(settings.match))
         try:
-            faces = identify_image(pipeline, loaded.gallery, Path(args.image))
+            faces = identify_image(pipeline, loaded.gallery, Path(args.image), debug=args.debug)
         finally:
             loaded.gallery.close()
         for face in faces:
@@ -213,6 +213,7 @@ def add_commands(sub: argparse._SubParsersAction, wrap: Callable) -> None:
     sp.add_argument("--reason", help="why names are shown (recorded in the audit log)")
 
     sp = add(sub, "identify", cmd_identify, "who is in this image? (match or unknown per face)")
+    sp.add_argument("--debug", action="store_true", help="also show an unknown face's box and quality reasons")
     sp.add_argument("image")
     sp = add(sub, "revoke", cmd_revoke, "withdraw a subject's consent and destroy their data")
     sp.add_argument("subject")

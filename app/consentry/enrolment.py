@@ -50,9 +50,11 @@ def enrolment_templates(pipeline: FacePipeline, images: Sequence[Path]) -> tuple
     return vectors, rejected
 
 
-def identify_image(pipeline: FacePipeline, gallery: Gallery, path: Path) -> list[dict]:
-    """Per face: ``box``, ``decision`` (match | unknown), ``subject`` or None, ``distance`` (only
-    for a match) and ``quality`` (gates failed; a gated face is unknown and never embedded)."""
+def identify_image(pipeline: FacePipeline, gallery: Gallery, path: Path, debug: bool = False) -> list[dict]:
+    """Per face: ``decision`` (match | unknown), ``subject`` or None, ``distance`` (only for a
+    match). A match also gets its ``box``; an unknown face is reported as unknown and nothing
+    else — its box and quality reasons (gates failed; a gated face is never embedded) are
+    figures measured on a stranger's face, shown only with ``debug``."""
     rgb = read_image(path)
     out = []
     try:
@@ -64,6 +66,8 @@ def identify_image(pipeline: FacePipeline, gallery: Gallery, path: Path) -> list
                 emb = pipeline.embed(rgb, face, slot=slot)
                 decision = gallery.identify(emb.vector, emb.model)
                 entry.update(decision=decision.decision, subject=decision.subject, distance=decision.distance)
+            if entry["decision"] != "match" and not debug:
+                entry = {"decision": "unknown", "subject": None, "distance": None}
             out.append(entry)
     finally:
         pipeline.wipe()
