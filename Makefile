@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 DATA ?= ../shared/data/faces
 
-.PHONY: run test lint models peer bench eval clean
+.PHONY: run test lint models antispoof peer bench eval clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,7 @@ models: $(STAMP)
 	$(PY) models/recipe/build_embedder.py --data $(DATA)
 	$(PY) models/recipe/build_shape5.py
 	$(PY) models/recipe/build_reference.py
+	$(MAKE) antispoof
 	$(PY) models/recipe/build_manifest.py
 
 # dlib's own pipeline for side-by-side comparisons (see pyproject's peer extra).
@@ -76,3 +77,13 @@ eval: peer
 
 clean:
 	rm -rf $(VENV) models/recipe/work .pytest_cache .ruff_cache
+
+# The anti-spoofing networks (minivision MiniFASNet, Apache-2.0) from the weights in
+# ../shared/models: a venv of its own, because reading the legacy .pth files and running the
+# original network as the reference needs PyTorch (recipe only, never at run time), and
+# upstream's RetinaFace (for measuring the crop) needs OpenCV 4's Caffe loader.
+RECIPE_VENV ?= .venv-recipe
+antispoof:
+	test -x $(RECIPE_VENV)/bin/python || $(PYTHON) -m venv $(RECIPE_VENV)
+	$(RECIPE_VENV)/bin/python -m pip install -q torch==2.13.0 'tensorflow-cpu>=2.16' 'opencv-python-headless<5' -e .
+	cd models/recipe && ../../$(RECIPE_VENV)/bin/python build_antispoof.py --data $(abspath $(DATA))

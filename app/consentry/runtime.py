@@ -31,7 +31,7 @@ _BACKENDS = {
     "ai-edge-litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
     "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime"),
 }
-ROLES = ("detector", "landmarks", "embedder", "landmarks5")
+ROLES = ("detector", "landmarks", "embedder", "landmarks5", "antispoof")
 
 
 @dataclass(frozen=True)

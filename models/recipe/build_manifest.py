@@ -18,6 +18,22 @@ _CHIP_IN = {"shape": [1, 150, 150, 3], "range": [0, 255], "colour": "RGB",
 _DESC_OUT = {"shape": [1, 128], "dtype": "float32",
              "meaning": "dlib metric-space descriptor, L2 distance; not unit-normalised"}
 
+MINIVISION_SOURCE = ("minivision-ai/Silent-Face-Anti-Spoofing commit b6d5f04ad78778917853b25c778acef6d5626d15, "
+                     "weights {file} (sha256 {sha}), rebuilt and converted by models/recipe/build_antispoof.py")
+MINIVISION_LICENSE = "Apache-2.0 (models/LICENSE-minifasnet.txt)"
+
+
+def _antispoof(name: str, file: str, sha: str, scale: float) -> dict:
+    report = MODELS / "recipe" / "antispoof_report.json"
+    rule = json.loads(report.read_text())["crop"]["rule"] if report.is_file() else {}
+    return {"name": name, "role": "antispoof", "file": f"{name}_float16.tflite", "precision": "float16",
+            "input": {"shape": [1, 80, 80, 3], "dtype": "float32", "range": [0, 255], "colour": "BGR",
+                      "layout": f"NHWC, upstream crop {scale}x the face box kept inside the frame, resized 80x80",
+                      "crop_scale": scale, "box_rule": rule},
+            "output": {"probabilities": [1, 3], "classes": ["2d_attack", "real", "3d_attack"]},
+            "license": MINIVISION_LICENSE, "source": MINIVISION_SOURCE.format(file=file, sha=sha)}
+
+
 SPECS = [
     {"name": "blazeface_short_range", "role": "detector", "file": "face_detection_short_range.tflite",
      "precision": "float16",
@@ -57,6 +73,10 @@ SPECS = [
      "license": "Public domain (dlib model released into the public domain by its author); see models/README.md",
      "source": "shape_predictor_5_face_landmarks.dat by Davis King (PyPI face_recognition_models 0.3.0), "
                "converted by models/recipe/build_shape5.py (make models)"},
+    _antispoof("minifasnet_v2", "2.7_80x80_MiniFASNetV2.pth",
+               "a5eb02e1843f19b5386b953cc4c9f011c3f985d0ee2bb9819eea9a142099bec0", 2.7),
+    _antispoof("minifasnet_v1se", "4_0_0_80x80_MiniFASNetV1SE.pth",
+               "84ee1d37d96894d5e82de5a57df044ef80a58be2b218b5ed7cdfd875ec2f5990", 4.0),
 ]
 
 
