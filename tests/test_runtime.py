@@ -9,7 +9,7 @@ from consentry.runtime import Manifest, Model, sha256_file
 
 def test_manifest_lists_every_role_with_matching_hashes(manifest):
     roles = {e.role for e in manifest.entries}
-    assert roles == {"detector", "landmarks", "embedder", "landmarks5"}
+    assert roles == {"detector", "landmarks", "embedder", "landmarks5", "antispoof"}
     names = {e.name for e in manifest.entries}
     assert {"dlib_resnet_v1_int8", "dlib_resnet_v1_float16", "blazeface_short_range", "face_mesh"} <= names
     for entry in manifest.entries:

@@ -159,7 +159,16 @@ class Appliance:
                                                     f"{times[int(len(times) * 0.9)]:.1f} ms",
                 "per-stage latency": ", ".join(f"{k} {v:.1f} ms" for k, v in self.recognizer.tracker.timings.items()),
                 "camera": self.camera.status, "broker": link, "profile": self.settings.profile,
+                "liveness": self._liveness_status(),
                 "enrolled for this profile": len(self.gallery.subjects)}
+
+    def _liveness_status(self) -> str:
+        cfg = self.settings.liveness
+        if self.settings.profile != "door":
+            return "not used by the checkout yet"
+        if cfg.mode == "off":
+            return "OFF: a photo of an enrolled person opens the door"
+        return f"{cfg.mode} (mean P(real) >= {cfg.threshold} over {cfg.frames} frames; rigid-plane check)"
 
     def _start_profile(self, model: str) -> None:
         s = self.settings
@@ -175,11 +184,26 @@ class Appliance:
             self._closers.append(self.door.close)
             self.bus.publish_state("state/lock", "locked")
             self.policy = DoorPolicy(s.door, self.door, self._publish, on_grant=self._seen,
-                                     on_unknown=self._count_unknown)
+                                     on_unknown=self._count_unknown, liveness=self._liveness())
         else:
             identify = self._gallery(model, "checkout", opted_in_only=True)
             self.policy = CheckoutPolicy(s.checkout, self.gallery, self._publish, identify_gallery=identify,
                                          on_verified=self._seen)
+
+    def _liveness(self):
+        """The liveness judge for the door (None when ``liveness.mode`` is off, with a warning)."""
+        from .decide.liveness import LivenessJudge, LivenessOptions
+
+        cfg = self.settings.liveness
+        if cfg.mode == "off":
+            self.out("WARNING: liveness is off: a photo or a screen showing an enrolled person opens the door")
+            return None
+        from .vision.antispoof import AntiSpoof
+
+        pipeline = self.recognizer.tracker.pipeline
+        spoof = AntiSpoof(pipeline.manifest, threads=pipeline.options.threads, runtime=pipeline.options.runtime)
+        self._closers.append(spoof.close)
+        return LivenessJudge(LivenessOptions(**cfg.model_dump()), lambda frame, box: spoof.score(frame, box).p_real)
 
     # -- the loop -------------------------------------------------------------------------
     def run(self, max_frames: int | None = None, *, handle_signals: bool = True) -> int:
@@ -220,7 +244,7 @@ class Appliance:
                 self._capture_step(frame, self.kiosk.capture)
             elif isinstance(self.policy, DoorPolicy):  # a withdrawal by face never pauses the door
                 results = self.recognizer.step(frame)
-                self.policy.handle(results, (time.perf_counter() - start) * 1000.0)
+                self.policy.handle(results, (time.perf_counter() - start) * 1000.0, frame)
                 self._forget_observe(results)
             elif self._forget_waiting():
                 self._forget_observe(self.recognizer.step(frame))
@@ -338,7 +362,11 @@ class Appliance:
             self.kiosk.record_decision(payload["decision"])
             who = payload["subject"] or "unknown face"
             self.out(f"{payload['decision']}: {who}" + (f" (distance {payload['distance']})"
-                                                        if payload.get("distance") is not None else ""))
+                                                        if payload.get("distance") is not None else "")
+                     + (f" (liveness {payload['liveness']}: {payload['reason']})" if payload.get("reason") else ""))
+        elif suffix == "event/presentation_attack":
+            self.out(f"presentation attack suspected: {payload['subject']} "
+                     f"locked out for {payload['lockout_seconds']} s")
         elif suffix == "checkout/response":
             self.out(f"checkout {payload['request_id']}: verified={payload['verified']} ({payload['reason']})")
 

@@ -146,6 +146,24 @@ class DoorConfig(_Strict):
                                                   "the pins (used automatically with the demo source).")
 
 
+class LivenessConfig(_Strict):
+    mode: Literal["passive", "off"] = Field("passive", description="`passive`: a matched face must pass the "
+                                            "anti-spoofing networks and the rigid-plane check before the door "
+                                            "opens; `off`: no check (a photo of an enrolled person opens the "
+                                            "door; a warning is printed and shown on the health page).")
+    threshold: float = Field(0.75, gt=0, lt=1, description="Mean P(real) over the scored frames needed to pass "
+                             "(docs/liveness.md has the measured APCER and BPCER).")
+    frames: int = Field(4, ge=1, le=30, description="Frames of a matched track scored before the verdict.")
+    planar_motion: float = Field(0.06, gt=0, le=1, description="Deformation beyond a similarity (fraction of the "
+                                 "eye distance) that makes the rigid-plane check decide.")
+    planar_residual: float = Field(0.012, gt=0, le=1, description="Homography residual (fraction of the eye "
+                                   "distance) at or below which such a moving face is a flat picture.")
+    max_failures: int = Field(3, ge=1, le=100, description="Failures for one subject within failure_window_s "
+                              "that raise a presentation_attack event and a lockout.")
+    failure_window_s: float = Field(300.0, gt=0, le=86400, description="Window for counting failures.")
+    lockout_s: float = Field(120.0, ge=0, le=86400, description="How long that subject is refused after an alarm.")
+
+
 class CheckoutConfig(_Strict):
     timeout_seconds: float = Field(10.0, gt=0, le=120, description="A verification request fails (verified "
                                    "false) when no matching face is seen within this time.")
@@ -190,6 +208,7 @@ class Settings(_Strict):
     profile: Literal["door", "checkout"] = Field("door", description="What the appliance does with decisions.")
     camera: CameraConfig = CameraConfig()
     door: DoorConfig = DoorConfig()
+    liveness: LivenessConfig = LivenessConfig()
     checkout: CheckoutConfig = CheckoutConfig()
     mqtt: MqttConfig = MqttConfig()
     http: HttpConfig = HttpConfig()

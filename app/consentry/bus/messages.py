@@ -13,8 +13,9 @@ import uuid
 from ..errors import ConsentryError
 
 ALLOWED: dict[str, frozenset[str]] = {
-    "event/access": frozenset({"event_id", "ts", "decision", "subject", "distance", "liveness", "latency_ms",
-                               "track"}),
+    "event/access": frozenset({"event_id", "ts", "decision", "subject", "distance", "liveness", "reason",
+                               "latency_ms", "track"}),
+    "event/presentation_attack": frozenset({"event_id", "ts", "subject", "failures", "lockout_seconds"}),
     "event/door": frozenset({"event_id", "ts", "event", "reason", "seconds"}),
     "checkout/response": frozenset({"event_id", "ts", "request_id", "subject", "verified", "distance",
                                     "reason", "latency_ms"}),
@@ -23,6 +24,7 @@ ALLOWED: dict[str, frozenset[str]] = {
                          "profile", "subjects"}),
 }
 DECISIONS = ("granted", "denied", "unknown")
+LIVENESS = ("passed", "failed", "not_checked")
 
 
 class PayloadRefused(ConsentryError, ValueError):
@@ -54,14 +56,23 @@ def check(topic: str, payload: dict) -> dict:
         raise PayloadRefused(f"{topic}: a distance may only travel with a named subject")
     if topic == "event/access" and payload.get("decision") not in DECISIONS:
         raise PayloadRefused(f"event/access decision must be one of {DECISIONS}")
+    if topic == "event/access" and payload.get("liveness") not in LIVENESS:
+        raise PayloadRefused(f"event/access liveness must be one of {LIVENESS}")
+    if topic == "event/access" and not payload.get("subject") and payload.get("liveness") != "not_checked":
+        raise PayloadRefused("event/access: liveness is only ever judged for a named subject")
     return payload
 
 
 def access_event(decision: str, subject: str | None, distance: float | None, latency_ms: float,
-                 track: int | None = None) -> dict:
+                 track: int | None = None, *, liveness: str = "not_checked", reason: str | None = None) -> dict:
     return check("event/access", envelope(decision=decision, subject=subject,
-                                          distance=distance if subject else None, liveness="not_checked",
-                                          latency_ms=round(latency_ms, 1), track=track))
+                                          distance=distance if subject else None, liveness=liveness,
+                                          reason=reason, latency_ms=round(latency_ms, 1), track=track))
+
+
+def presentation_attack(subject: str, failures: int, lockout_seconds: float) -> dict:
+    return check("event/presentation_attack", envelope(subject=subject, failures=failures,
+                                                       lockout_seconds=lockout_seconds))
 
 
 def door_event(event: str, **detail: object) -> dict:

@@ -1,6 +1,7 @@
-"""The door profile: grant when a track's k-of-n evidence names a subject; report strangers
-as ``unknown`` (no subject, no figures); one event per track per verdict; a cooldown per
-subject so one person at the door pulses the relay once."""
+"""The door profile: grant when a track's evidence names a subject and (unless liveness is
+off) the face proves live; report strangers as ``unknown`` (no subject, no figures); one
+event per track per verdict; a cooldown per subject so one person at the door pulses the
+relay once. Liveness runs only for matched tracks: a stranger is never scored."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import logging
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from ..bus import messages
 from ..config import DoorConfig
+from .liveness import LivenessJudge, Lockout
 from .recognizer import TrackResult
 
 log = logging.getLogger(__name__)
@@ -19,40 +23,77 @@ Publish = Callable[[str, dict], None]
 
 class DoorPolicy:
     def __init__(self, cfg: DoorConfig, door, publish: Publish, *, on_grant: Callable[[str], None] | None = None,
-                 on_unknown: Callable[[], None] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 on_unknown: Callable[[], None] | None = None, clock: Callable[[], float] = time.monotonic,
+                 liveness: LivenessJudge | None = None, lockout: Lockout | None = None) -> None:
         self.cfg = cfg
         self.door = door
         self.publish = publish
         self.on_grant = on_grant or (lambda subject: None)
         self.on_unknown = on_unknown or (lambda: None)
         self.clock = clock
+        self.liveness = liveness
+        self.lockout = lockout or (Lockout(liveness.options, clock) if liveness else None)
         self._reported: dict[int, tuple[str, str | None]] = {}
         self._last_grant: dict[str, float] = {}
         self.grants = 0
+        self.denials = 0
 
-    def handle(self, results: list[TrackResult], latency_ms: float) -> None:
+    def handle(self, results: list[TrackResult], latency_ms: float, frame: np.ndarray | None = None) -> None:
         live = set()
         for r in results:
             live.add(r.track_id)
             if r.state == "pending" or self._reported.get(r.track_id) == (r.state, r.subject):
                 continue
-            self._reported[r.track_id] = (r.state, r.subject)
             if r.state == "match" and r.subject is not None:
-                self._grant(r, latency_ms)
+                if not self._matched(r, latency_ms, frame):
+                    continue  # liveness still collecting frames: no verdict yet
             else:
                 self.publish("event/access", messages.access_event("unknown", None, None, latency_ms, r.track_id))
                 self.on_unknown()
+            self._reported[r.track_id] = (r.state, r.subject)
         for gone in set(self._reported) - live:
             del self._reported[gone]
+        if self.liveness is not None:
+            self.liveness.keep_only(live)
 
-    def _grant(self, r: TrackResult, latency_ms: float) -> None:
+    def _matched(self, r: TrackResult, latency_ms: float, frame: np.ndarray | None) -> bool:
+        """Decide a matched track; False while its liveness verdict is pending."""
         now = self.clock()
         last = self._last_grant.get(r.subject)
         if last is not None and now - last < self.cfg.cooldown_seconds:
             log.debug("subject %s within cooldown; no second grant", r.subject)
-            return
-        self._last_grant[r.subject] = now
+            return True
+        if self.liveness is None:
+            self._grant(r, latency_ms, "not_checked")
+            return True
+        if self.lockout.locked(r.subject):
+            self._deny(r, latency_ms, "locked_out", liveness="not_checked")
+            return True
+        if frame is None:
+            return False  # nothing to judge on: fail secure, wait for a frame
+        verdict = self.liveness.observe(r.track_id, r.subject, frame, r.box, r.mesh)
+        if verdict.state == "pending":
+            return False
+        if verdict.state == "passed":
+            self._grant(r, latency_ms, "passed")
+        else:
+            self._deny(r, latency_ms, verdict.reason)
+            failures = self.lockout.fail(r.subject)
+            if failures is not None:
+                log.warning("presentation attack suspected for %s: %d failures; locked out", r.subject, failures)
+                self.publish("event/presentation_attack", messages.presentation_attack(
+                    r.subject, failures, self.liveness.options.lockout_s))
+        return True
+
+    def _grant(self, r: TrackResult, latency_ms: float, liveness: str) -> None:
+        self._last_grant[r.subject] = self.clock()
         self.door.unlock(self.cfg.unlock_seconds)
         self.grants += 1
-        self.publish("event/access", messages.access_event("granted", r.subject, r.distance, latency_ms, r.track_id))
+        self.publish("event/access", messages.access_event("granted", r.subject, r.distance, latency_ms, r.track_id,
+                                                           liveness=liveness))
         self.on_grant(r.subject)
+
+    def _deny(self, r: TrackResult, latency_ms: float, reason: str | None, liveness: str = "failed") -> None:
+        self.denials += 1
+        self.publish("event/access", messages.access_event("denied", r.subject, None, latency_ms, r.track_id,
+                                                           liveness=liveness, reason=reason))

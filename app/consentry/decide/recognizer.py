@@ -25,6 +25,8 @@ class TrackResult:
     reasons: quality gates the face failed this frame (empty when it passed or was not measured:
     a settled track between re-checks is not gated).
     embedded: whether this frame's face was embedded and voted.
+    mesh: (468, 3) frame-pixel mesh points, only on a ``match`` (for the liveness cues); None
+    for every other face, so nothing about a stranger's face leaves the recognizer.
     """
 
     track_id: int
@@ -34,6 +36,7 @@ class TrackResult:
     distance: float | None
     reasons: tuple[str, ...]
     embedded: bool
+    mesh: np.ndarray | None = None
 
 
 class Recognizer:
@@ -71,8 +74,10 @@ class Recognizer:
                     verdict = evidence.verdict()
                     self.tracker.settle(obs.track_id, False)
                 reasons = obs.quality.reasons if obs.quality else ()
+                mesh = obs.face.landmarks.mesh if verdict.state == "match" else None
                 results.append(TrackResult(obs.track_id, obs.face.detection.box, verdict.state,
-                                           verdict.subject, verdict.distance, reasons, obs.embedding is not None))
+                                           verdict.subject, verdict.distance, reasons, obs.embedding is not None,
+                                           mesh))
             for gone in set(self._evidence) - set(self.tracker.tracks):
                 del self._evidence[gone]
             return results
