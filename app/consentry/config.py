@@ -154,9 +154,9 @@ class LivenessConfig(_Strict):
     threshold: float = Field(0.75, gt=0, lt=1, description="Mean P(real) over the scored frames needed to pass "
                              "(docs/liveness.md has the measured APCER and BPCER).")
     frames: int = Field(4, ge=1, le=30, description="Frames of a matched track scored before the verdict.")
-    planar_motion: float = Field(0.06, gt=0, le=1, description="Deformation beyond a similarity (fraction of the "
+    planar_motion: float = Field(0.04, gt=0, le=1, description="Deformation beyond a similarity (fraction of the "
                                  "eye distance) that makes the rigid-plane check decide.")
-    planar_residual: float = Field(0.012, gt=0, le=1, description="Homography residual (fraction of the eye "
+    planar_residual: float = Field(0.01, gt=0, le=1, description="Homography residual (fraction of the eye "
                                    "distance) at or below which such a moving face is a flat picture.")
     max_failures: int = Field(3, ge=1, le=100, description="Failures for one subject within failure_window_s "
                               "that raise a presentation_attack event and a lockout.")

@@ -45,8 +45,8 @@ class LivenessOptions:
     mode: Mode = "passive"
     threshold: float = 0.75
     frames: int = 4
-    planar_motion: float = 0.06
-    planar_residual: float = 0.012
+    planar_motion: float = 0.04
+    planar_residual: float = 0.01
     max_failures: int = 3
     failure_window_s: float = 300.0
     lockout_s: float = 120.0

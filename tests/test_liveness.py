@@ -1,0 +1,203 @@
+"""Liveness: the anti-spoofing networks on real faces, the rigid-plane cue, and the door's
+decisions (denied with a reason, presentation_attack and lockout, strangers never scored)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from consentry.bus import messages
+from consentry.bus.fake import RecordingBus
+from consentry.camera.fake import FakeCamera
+from consentry.config import DoorConfig
+from consentry.decide.door import DoorPolicy
+from consentry.decide.liveness import POINTS, LivenessJudge, LivenessOptions, Lockout, planar_fit
+from consentry.decide.recognizer import TrackResult
+from consentry.evaluate.attacks import SPECIES, attack_frames
+from consentry.vision.antispoof import AntiSpoof
+from consentry.vision.pipeline import largest_face
+
+from tests.conftest import ROOT
+from tests.test_appliance import appliance, home, panned, settings  # noqa: F401 - home is a fixture
+
+SAMPLES = ROOT.parent / "shared" / "models" / "minivision-silent-face" / "images" / "sample"
+
+
+@pytest.fixture(scope="module")
+def spoof(manifest):
+    with AntiSpoof(manifest) as a:
+        yield a
+
+
+def clip_frames(path, every: int = 3, limit: int = 40) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    out, i = [], 0
+    while len(out) < limit:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if i % every == 0:
+            out.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        i += 1
+    cap.release()
+    return out
+
+
+def judge_clip(pipeline, spoof, frames, options=None) -> str:
+    judge = LivenessJudge(options or LivenessOptions(), lambda f, b: spoof.score(f, b).p_real)
+    for frame in frames:
+        face = largest_face(pipeline.faces(frame))
+        if face is None:
+            continue
+        verdict = judge.observe(1, "s-test", frame, face.detection.box, face.landmarks.mesh)
+        if verdict.state != "pending":
+            return f"{verdict.state}:{verdict.reason}"
+    return "pending"
+
+
+def test_upstream_samples_are_classified_as_upstream_classifies_them(pipeline, spoof):
+    if not SAMPLES.is_dir():
+        pytest.skip(f"upstream sample images not found at {SAMPLES}")
+    labels = {}
+    for name in ("image_T1.jpg", "image_F1.jpg", "image_F2.jpg"):
+        rgb = cv2.cvtColor(cv2.imread(str(SAMPLES / name)), cv2.COLOR_BGR2RGB)
+        face = largest_face(pipeline.faces(rgb, still=True))
+        labels[name] = spoof.score(rgb, face.detection.box).label
+    # upstream reports RealFace for class 1 and FakeFace for anything else
+    assert {k: v == "real" for k, v in labels.items()} == {"image_T1.jpg": True, "image_F1.jpg": False,
+                                                            "image_F2.jpg": False}
+
+
+def test_crop_buffers_are_zeroed_after_scoring(pipeline, spoof, astronaut):
+    face = pipeline.faces(astronaut)[0]
+    spoof.score(astronaut, face.detection.box)
+    assert not spoof._input.any() and not any(crop.any() for *_, crop in spoof._nets)
+
+
+def test_bona_fide_webcam_clips_pass(pipeline, spoof, faces_dir):
+    for clip in ("webcam_person_a_1.wmv", "webcam_person_a_2.wmv", "webcam_person_a_lighting.wmv"):
+        assert judge_clip(pipeline, spoof, clip_frames(faces_dir / "video" / clip)) == "passed:None", clip
+
+
+@pytest.mark.parametrize("species", SPECIES)
+def test_generated_attacks_fail(pipeline, spoof, faces_dir, species):
+    photo = cv2.cvtColor(cv2.imread(str(faces_dir / "examples" / "obama.jpg")), cv2.COLOR_BGR2RGB)
+    replay = clip_frames(faces_dir / "video" / "webcam_person_a_1.wmv", limit=12) if species == "replay" else None
+    frames = list(attack_frames(photo, species, frames=16, seed=1, replay=replay))
+    assert judge_clip(pipeline, spoof, frames).startswith("failed:"), species
+
+
+def test_planar_cue_vetoes_a_plane_and_spares_a_turning_head(pipeline, faces_dir):
+    frame = clip_frames(faces_dir / "video" / "webcam_person_a_1.wmv", limit=1)[0]
+    first = largest_face(pipeline.faces(frame)).landmarks.mesh[POINTS, :2].astype(np.float64)
+    # the same points on a plane seen in strong perspective: one homography explains them exactly
+    h = np.array([[1.1, 0.05, -20.0], [0.02, 0.95, 10.0], [1.2e-3, 3e-4, 1.0]])
+    moved = cv2.perspectiveTransform(first[None], h)[0]
+    deform, residual = planar_fit(first, moved)
+    assert deform >= LivenessOptions().planar_motion and residual < 1e-6
+    # a real head turning (person_a_2 has the most head motion): parallax, never a veto
+    frames = clip_frames(faces_dir / "video" / "webcam_person_a_2.wmv", every=3, limit=60)
+    meshes = [f.landmarks.mesh[POINTS, :2].astype(np.float64) for f in
+              (largest_face(pipeline.faces(x)) for x in frames) if f is not None]
+    opts = LivenessOptions()
+    fits = [planar_fit(meshes[0], m) for m in meshes[1:]]
+    assert max(d for d, _ in fits) >= opts.planar_motion  # the head did turn
+    assert not any(d >= opts.planar_motion and r <= opts.planar_residual for d, r in fits)
+
+
+# -- the door's decisions, with a recording scorer ------------------------------------------
+
+class Scores:
+    """A scorer that returns fixed P(real) values and records every call."""
+
+    def __init__(self, value: float) -> None:
+        self.value, self.calls = value, 0
+
+    def __call__(self, frame, box) -> float:
+        self.calls += 1
+        return self.value
+
+
+class Relay:
+    def __init__(self) -> None:
+        self.pulses = 0
+
+    def unlock(self, seconds: float) -> None:
+        self.pulses += 1
+
+
+def result(track: int, state: str, subject: str | None = None) -> TrackResult:
+    mesh = np.zeros((468, 3), np.float32) if state == "match" else None
+    return TrackResult(track, (10.0, 10.0, 90.0, 90.0), state, subject, 0.3 if subject else None, (), True, mesh)
+
+
+def door(value: float, clock=None):
+    bus = RecordingBus("t")
+    judge = LivenessJudge(LivenessOptions(frames=3, max_failures=2, lockout_s=60.0), Scores(value))
+    kw = {"clock": clock} if clock else {}
+    policy = DoorPolicy(DoorConfig(cooldown_seconds=0.0), Relay(), bus.publish, liveness=judge, **kw)
+    return policy, bus, judge.scorer
+
+
+FRAME = np.zeros((100, 100, 3), np.uint8)
+
+
+def test_a_stranger_is_never_scored_and_carries_no_liveness_figure():
+    policy, bus, scorer = door(0.99)
+    for _ in range(5):
+        policy.handle([result(7, "unknown")], 10.0, FRAME)
+    assert scorer.calls == 0 and policy.liveness.tracks == 0
+    events = bus.of("event/access")
+    assert [(e["decision"], e["subject"], e["liveness"], e["reason"]) for e in events] == \
+        [("unknown", None, "not_checked", None)]
+    with pytest.raises(messages.PayloadRefused):
+        messages.access_event("unknown", None, None, 1.0, liveness="failed")
+
+
+def test_a_live_match_waits_for_its_frames_then_opens():
+    policy, bus, scorer = door(0.95)
+    for _ in range(3):
+        policy.handle([result(1, "match", "s-a")], 10.0, FRAME)
+    assert scorer.calls == 3 and policy.door.pulses == 1
+    (event,) = bus.of("event/access")
+    assert (event["decision"], event["liveness"], event["reason"]) == ("granted", "passed", None)
+
+
+def test_a_spoof_is_denied_and_repeated_failures_lock_the_subject_out():
+    now = [0.0]
+    policy, bus, scorer = door(0.1, clock=lambda: now[0])
+    for track in (1, 2):  # two attempts (two tracks) by the same subject
+        for _ in range(3):
+            policy.handle([result(track, "match", "s-a")], 10.0, FRAME)
+        policy.handle([], 10.0, FRAME)  # the track leaves
+    events = bus.of("event/access")
+    assert [(e["decision"], e["liveness"], e["reason"]) for e in events] == \
+        [("denied", "failed", "passive_spoof")] * 2
+    (alarm,) = bus.of("event/presentation_attack")
+    assert alarm["subject"] == "s-a" and alarm["failures"] == 2 and alarm["lockout_seconds"] == 60.0
+    calls = scorer.calls
+    policy.handle([result(3, "match", "s-a")], 10.0, FRAME)  # locked out: not even scored
+    assert scorer.calls == calls and bus.of("event/access")[-1]["reason"] == "locked_out"
+    assert policy.door.pulses == 0
+    now[0] = 61.0  # the lockout ends
+    assert not policy.lockout.locked("s-a")
+
+
+def test_lockout_counts_failures_within_the_window_only():
+    now = [0.0]
+    lock = Lockout(LivenessOptions(max_failures=2, failure_window_s=10.0, lockout_s=5.0), clock=lambda: now[0])
+    assert lock.fail("s") is None
+    now[0] = 11.0
+    assert lock.fail("s") is None  # the first one aged out
+    assert lock.fail("s") == 2 and lock.locked("s")
+
+
+def test_a_photo_of_an_enrolled_person_never_opens_the_door(home, astronaut):  # noqa: F811
+    path, sid = home
+    app = appliance(settings(liveness={"mode": "passive"}), path, FakeCamera(panned(astronaut), fps=30))
+    app.run(max_frames=60)
+    events = app.bus.of("event/access")
+    assert events and not [e for e in events if e["decision"] == "granted"]
+    assert {(e["decision"], e["subject"], e["liveness"]) for e in events} <= {
+        ("denied", sid, "failed"), ("denied", sid, "not_checked")}
+    assert app.bus.of("event/presentation_attack")[0]["subject"] == sid
