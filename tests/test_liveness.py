@@ -201,3 +201,16 @@ def test_a_photo_of_an_enrolled_person_never_opens_the_door(home, astronaut):  #
     assert {(e["decision"], e["subject"], e["liveness"]) for e in events} <= {
         ("denied", sid, "failed"), ("denied", sid, "not_checked")}
     assert app.bus.of("event/presentation_attack")[0]["subject"] == sid
+
+
+def test_eval_liveness_reports_iso_figures_on_generated_attacks(tmp_path, pipeline, spoof, faces_dir):
+    from consentry.evaluate.liveness import eval_liveness, make_attack_set, pad_metrics
+
+    make_attack_set(faces_dir / "examples", tmp_path, limit=3)
+    result = eval_liveness(tmp_path, pipeline, lambda img, box: spoof.score(img, box).p_real, 0.75)
+    assert result["images"] == 12 and set(result["apcer"]) == {"print_flat", "print_bent", "screen", "worst"}
+    assert {"bpcer", "bpcer20", "bpcer100", "auc", "failures_to_acquire"} <= set(result)
+    # the figures themselves, on scores chosen by hand
+    m = pad_metrics([0.9, 0.8, 0.2], {"print": [0.1, 0.9], "screen": [0.0]}, 0.5)
+    assert m["apcer"] == {"print": 0.5, "screen": 0.0, "worst": 0.5} and m["bpcer"] == round(1 / 3, 4)
+    assert m["bpcer20"] == 1.0  # APCER <= 5 % needs a threshold above 0.9: every bona fide fails

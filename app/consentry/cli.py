@@ -131,6 +131,31 @@ def cmd_detect_rate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_liveness(args: argparse.Namespace) -> int:
+    from .evaluate.liveness import eval_liveness
+    from .vision.antispoof import AntiSpoof
+
+    settings = _settings(args)
+    curve: dict | None = {} if args.plot else None
+    with _pipeline(args) as pipeline, AntiSpoof(pipeline.manifest) as spoof:
+        result = eval_liveness(Path(args.dataset), pipeline, lambda img, box: spoof.score(img, box).p_real,
+                               args.threshold or settings.liveness.threshold,
+                               progress=lambda line: print(line, file=sys.stderr), curve=curve)
+    if args.plot:
+        from .evaluate.plot import plot_det
+
+        plot_det(curve["bona"], curve["attacks"], Path(args.plot))
+    _emit(result, args.json)
+    return 0
+
+
+def cmd_make_attacks(args: argparse.Namespace) -> int:
+    from .evaluate.liveness import make_attack_set
+
+    make_attack_set(Path(args.source), Path(args.out), limit=args.limit, seed=args.seed)
+    return 0
+
+
 def _contenders(args: argparse.Namespace):
     from .evaluate.verify import contenders
 
@@ -264,6 +289,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "against one subject's templates, as the gallery decides")
     sp.add_argument("--write", help="write the threshold, data set and date into this config file")
     sp.set_defaults(also=None)
+    sp = add("eval-liveness", cmd_eval_liveness, "presentation-attack detection in ISO/IEC 30107-3 terms")
+    sp.add_argument("--dataset", required=True, help="folder with labels.csv (file,label[,species]; live|spoof)")
+    sp.add_argument("--threshold", type=float, default=None, help="P(real) threshold (default: liveness config)")
+    sp.add_argument("--plot", help="write the trade-off (1 - BPCER against APCER) to this PNG")
+    sp = add("make-attacks", cmd_make_attacks, "generate print and screen attacks from labelled stills",
+             json_flag=False)
+    sp.add_argument("--from", dest="source", required=True, help="folder of stills with labels.csv (file,...)")
+    sp.add_argument("--out", required=True, help="new folder for the images and labels.csv")
+    sp.add_argument("--limit", type=int, default=50, help="stills to use")
+    sp.add_argument("--seed", type=int, default=0)
     add("models", cmd_models, "verify every model in the manifest", json_flag=False)
     cli_vault.add_commands(sub, lambda fn: lambda args: fn(args, _settings(args)))
     cfg = sub.add_parser("config", help="configuration tools")

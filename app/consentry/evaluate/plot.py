@@ -41,3 +41,9 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, size:
         cv2.putText(img, name, (left + 15, h - bottom - 20 - 20 * n), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
     if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
         raise ImageError(f"could not write plot {path}")
+
+
+def plot_det(bona: list[float], attacks: list[float], path: Path) -> None:
+    """Liveness trade-off from P(real) scores, drawn on the same axes as :func:`plot_roc`:
+    1 - BPCER against APCER (log scale); 1 - P(real) plays the role of a distance."""
+    plot_roc({"passive anti-spoofing": (1.0 - np.asarray(bona), 1.0 - np.asarray(attacks))}, path)
