@@ -57,6 +57,8 @@ run /opt/consentry/.venv/bin/pip install -c /opt/consentry/constraints.txt "ai-e
 model_files="$(python3 -c 'import json, sys; print("\n".join(m["file"] for m in json.load(open(sys.argv[1]))["models"]))' \
   "$src/models/manifest.json")"
 put 0644 "$src/models/manifest.json" /usr/share/consentry/models/manifest.json
+put 0644 "$src/models/LICENSE-minifasnet.txt" /usr/share/consentry/models/LICENSE-minifasnet.txt  # Apache-2.0 travels with the derived weights
+put 0644 "$src/models/README.md" /usr/share/consentry/models/README.md
 for f in $model_files; do
   put 0644 "$src/models/$f" "/usr/share/consentry/models/$f"
 done
