@@ -11,7 +11,7 @@ from consentry.bus.fake import RecordingBus
 from consentry.camera.fake import FakeCamera
 from consentry.config import DoorConfig
 from consentry.decide.door import DoorPolicy
-from consentry.decide.liveness import POINTS, LivenessJudge, LivenessOptions, Lockout, planar_fit
+from consentry.decide.liveness import POINTS, LivenessGate, LivenessJudge, LivenessOptions, Lockout, planar_fit
 from consentry.decide.recognizer import TrackResult
 from consentry.evaluate.attacks import SPECIES, attack_frames
 from consentry.vision.antispoof import AntiSpoof
@@ -134,8 +134,9 @@ def result(track: int, state: str, subject: str | None = None) -> TrackResult:
 def door(value: float, clock=None):
     bus = RecordingBus("t")
     judge = LivenessJudge(LivenessOptions(frames=3, max_failures=2, lockout_s=60.0), Scores(value))
-    kw = {"clock": clock} if clock else {}
-    policy = DoorPolicy(DoorConfig(cooldown_seconds=0.0), Relay(), bus.publish, liveness=judge, **kw)
+    clock = clock or (lambda: 0.0)
+    gate = LivenessGate(judge, bus.publish, clock)
+    policy = DoorPolicy(DoorConfig(cooldown_seconds=0.0), Relay(), bus.publish, liveness=gate, clock=clock)
     return policy, bus, judge.scorer
 
 
@@ -146,7 +147,7 @@ def test_a_stranger_is_never_scored_and_carries_no_liveness_figure():
     policy, bus, scorer = door(0.99)
     for _ in range(5):
         policy.handle([result(7, "unknown")], 10.0, FRAME)
-    assert scorer.calls == 0 and policy.liveness.tracks == 0
+    assert scorer.calls == 0 and policy.liveness.judge.tracks == 0
     events = bus.of("event/access")
     assert [(e["decision"], e["subject"], e["liveness"], e["reason"]) for e in events] == \
         [("unknown", None, "not_checked", None)]
@@ -180,7 +181,7 @@ def test_a_spoof_is_denied_and_repeated_failures_lock_the_subject_out():
     assert scorer.calls == calls and bus.of("event/access")[-1]["reason"] == "locked_out"
     assert policy.door.pulses == 0
     now[0] = 61.0  # the lockout ends
-    assert not policy.lockout.locked("s-a")
+    assert not policy.liveness.lockout.locked("s-a")
 
 
 def test_lockout_counts_failures_within_the_window_only():
@@ -214,3 +215,15 @@ def test_eval_liveness_reports_iso_figures_on_generated_attacks(tmp_path, pipeli
     m = pad_metrics([0.9, 0.8, 0.2], {"print": [0.1, 0.9], "screen": [0.0]}, 0.5)
     assert m["apcer"] == {"print": 0.5, "screen": 0.0, "worst": 0.5} and m["bpcer"] == round(1 / 3, 4)
     assert m["bpcer20"] == 1.0  # APCER <= 5 % needs a threshold above 0.9: every bona fide fails
+
+
+def test_a_photo_never_passes_a_checkout_verification(home, astronaut):  # noqa: F811
+    path, sid = home
+    bus = RecordingBus("till-1")
+    s = settings(profile="checkout", liveness={"mode": "passive"},
+                 checkout={"timeout_seconds": 5.0, "frames_needed": 2})
+    bus.inbox.put(("checkout/request", {"request_id": "r1", "subject": sid}))
+    app = appliance(s, path, FakeCamera(panned(astronaut), fps=30), bus=bus)
+    app.run(max_frames=20)
+    (response,) = bus.of("checkout/response")
+    assert (response["verified"], response["reason"], response["distance"]) == (False, "liveness_failed", None)

@@ -164,10 +164,8 @@ class Appliance:
 
     def _liveness_status(self) -> str:
         cfg = self.settings.liveness
-        if self.settings.profile != "door":
-            return "not used by the checkout yet"
         if cfg.mode == "off":
-            return "OFF: a photo of an enrolled person opens the door"
+            return "OFF: a photo of an enrolled person is accepted as that person"
         return f"{cfg.mode} (mean P(real) >= {cfg.threshold} over {cfg.frames} frames; rigid-plane check)"
 
     def _start_profile(self, model: str) -> None:
@@ -188,22 +186,24 @@ class Appliance:
         else:
             identify = self._gallery(model, "checkout", opted_in_only=True)
             self.policy = CheckoutPolicy(s.checkout, self.gallery, self._publish, identify_gallery=identify,
-                                         on_verified=self._seen)
+                                         on_verified=self._seen, liveness=self._liveness())
 
     def _liveness(self):
-        """The liveness judge for the door (None when ``liveness.mode`` is off, with a warning)."""
-        from .decide.liveness import LivenessJudge, LivenessOptions
+        """The liveness gate for either profile (None when ``liveness.mode`` is off, with a warning)."""
+        from .decide.liveness import LivenessGate, LivenessJudge, LivenessOptions
 
         cfg = self.settings.liveness
         if cfg.mode == "off":
-            self.out("WARNING: liveness is off: a photo or a screen showing an enrolled person opens the door")
+            self.out("WARNING: liveness is off: a photo or a screen showing an enrolled person "
+                     + ("opens the door" if self.settings.profile == "door" else "passes a checkout verification"))
             return None
         from .vision.antispoof import AntiSpoof
 
         pipeline = self.recognizer.tracker.pipeline
         spoof = AntiSpoof(pipeline.manifest, threads=pipeline.options.threads, runtime=pipeline.options.runtime)
         self._closers.append(spoof.close)
-        return LivenessJudge(LivenessOptions(**cfg.model_dump()), lambda frame, box: spoof.score(frame, box).p_real)
+        judge = LivenessJudge(LivenessOptions(**cfg.model_dump()), lambda frame, box: spoof.score(frame, box).p_real)
+        return LivenessGate(judge, self._publish)
 
     # -- the loop -------------------------------------------------------------------------
     def run(self, max_frames: int | None = None, *, handle_signals: bool = True) -> int:
@@ -251,7 +251,7 @@ class Appliance:
             elif self.policy.active:
                 tracker = self.recognizer.tracker
                 try:
-                    self.policy.handle(tracker.process(frame))
+                    self.policy.handle(tracker.process(frame), frame)
                 finally:
                     tracker.wipe()
             else:

@@ -6,7 +6,9 @@ front of the camera with that subject only, and answers ``verified`` true once
 covers ``checkout`` are in the gallery. ``{"request_id", "mode": "identify"}`` searches 1:N,
 but only among subjects whose consent record opts in to that. With no request pending no
 face is embedded at all. A distance is reported only with a positive answer: a running
-"how close was it" for a failed claim would help someone tune a spoof.
+"how close was it" for a failed claim would help someone tune a spoof. With liveness on, a
+face that matched enough frames must then pass the same liveness check as the door (reason
+``liveness_failed`` or ``locked_out`` when it does not).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..bus.commands import request_id_of
 from ..config import CheckoutConfig
 from ..match import Gallery, UnknownSubject
 from ..vision.tracking import Observation
+from .liveness import LivenessGate
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +40,9 @@ class Pending:
 class CheckoutPolicy:
     def __init__(self, cfg: CheckoutConfig, gallery: Gallery, publish: Callable[[str, dict], None], *,
                  identify_gallery: Gallery | None = None, on_verified: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, liveness: LivenessGate | None = None) -> None:
         self.cfg = cfg
+        self.liveness = liveness
         self.gallery = gallery
         self.identify_gallery = identify_gallery
         self.publish = publish
@@ -68,19 +72,21 @@ class CheckoutPolicy:
             return
         self.pending.append(Pending(request_id, subject, now, now + self.cfg.timeout_seconds))
 
-    def handle(self, observations: list[Observation]) -> None:
+    def handle(self, observations: list[Observation], frame=None) -> None:
         now = self.clock()
         for p in list(self.pending):
             for obs in observations:
                 if obs.embedding is None:
                     continue
-                if self._vote(p, obs):
+                if self._vote(p, obs, frame):
                     break
             if p in self.pending and now >= p.deadline:
                 self.pending.remove(p)
                 self._answer(p, False, None, "timeout")
+        if self.liveness is not None:
+            self.liveness.keep_only({obs.track_id for obs in observations} if self.pending else set())
 
-    def _vote(self, p: Pending, obs: Observation) -> bool:
+    def _vote(self, p: Pending, obs: Observation, frame=None) -> bool:
         emb = obs.embedding
         try:
             if p.subject is None:
@@ -96,6 +102,15 @@ class CheckoutPolicy:
         hits = p.hits.setdefault(decision.subject, [])
         hits.append(decision.distance)
         if len(hits) >= self.cfg.frames_needed:
+            if self.liveness is not None:
+                verdict = self.liveness.check(obs.track_id, decision.subject, frame, obs.face.detection.box,
+                                              obs.face.landmarks.mesh)
+                if verdict.state == "pending":
+                    return False
+                if verdict.state == "failed":
+                    self.pending.remove(p)
+                    self._answer(p, False, None, "locked_out" if verdict.reason == "locked_out" else "liveness_failed")
+                    return True
             self.pending.remove(p)
             p.subject = decision.subject
             self._answer(p, True, round(sum(hits) / len(hits), 4), "verified")

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..bus import messages
 from ..config import DoorConfig
-from .liveness import LivenessJudge, Lockout
+from .liveness import LivenessGate
 from .recognizer import TrackResult
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ Publish = Callable[[str, dict], None]
 class DoorPolicy:
     def __init__(self, cfg: DoorConfig, door, publish: Publish, *, on_grant: Callable[[str], None] | None = None,
                  on_unknown: Callable[[], None] | None = None, clock: Callable[[], float] = time.monotonic,
-                 liveness: LivenessJudge | None = None, lockout: Lockout | None = None) -> None:
+                 liveness: LivenessGate | None = None) -> None:
         self.cfg = cfg
         self.door = door
         self.publish = publish
@@ -32,7 +32,6 @@ class DoorPolicy:
         self.on_unknown = on_unknown or (lambda: None)
         self.clock = clock
         self.liveness = liveness
-        self.lockout = lockout or (Lockout(liveness.options, clock) if liveness else None)
         self._reported: dict[int, tuple[str, str | None]] = {}
         self._last_grant: dict[str, float] = {}
         self.grants = 0
@@ -66,23 +65,13 @@ class DoorPolicy:
         if self.liveness is None:
             self._grant(r, latency_ms, "not_checked")
             return True
-        if self.lockout.locked(r.subject):
-            self._deny(r, latency_ms, "locked_out", liveness="not_checked")
-            return True
-        if frame is None:
-            return False  # nothing to judge on: fail secure, wait for a frame
-        verdict = self.liveness.observe(r.track_id, r.subject, frame, r.box, r.mesh)
+        verdict = self.liveness.check(r.track_id, r.subject, frame, r.box, r.mesh)
         if verdict.state == "pending":
             return False
         if verdict.state == "passed":
             self._grant(r, latency_ms, "passed")
         else:
-            self._deny(r, latency_ms, verdict.reason)
-            failures = self.lockout.fail(r.subject)
-            if failures is not None:
-                log.warning("presentation attack suspected for %s: %d failures; locked out", r.subject, failures)
-                self.publish("event/presentation_attack", messages.presentation_attack(
-                    r.subject, failures, self.liveness.options.lockout_s))
+            self._deny(r, latency_ms, verdict.reason, "not_checked" if verdict.reason == "locked_out" else "failed")
         return True
 
     def _grant(self, r: TrackResult, latency_ms: float, liveness: str) -> None:

@@ -19,6 +19,7 @@ track ends. Repeated failures for one subject raise a presentation-attack alarm 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,10 @@ from typing import Literal
 
 import cv2
 import numpy as np
+
+from ..bus import messages
+
+log = logging.getLogger(__name__)
 
 Mode = Literal["passive", "challenge", "off"]
 LivenessState = Literal["pending", "passed", "failed"]
@@ -175,3 +180,32 @@ class Lockout:
             return len(recent)
         self._failures[subject] = recent
         return None
+
+
+class LivenessGate:
+    """The judge and the lockout as a policy uses them: a locked-out subject fails at once (not
+    scored), and the failure that reaches ``max_failures`` publishes ``event/presentation_attack``."""
+
+    def __init__(self, judge: LivenessJudge, publish: Callable[[str, dict], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.judge = judge
+        self.publish = publish
+        self.lockout = Lockout(judge.options, clock)
+
+    def check(self, track_id: int, subject: str, frame: np.ndarray | None, box: tuple,
+              mesh: np.ndarray | None) -> LivenessVerdict:
+        if self.lockout.locked(subject):
+            return LivenessVerdict("failed", "locked_out")
+        if frame is None:
+            return LivenessVerdict("pending")  # nothing to judge on: fail secure, wait for a frame
+        verdict = self.judge.observe(track_id, subject, frame, box, mesh)
+        if verdict.state == "failed":
+            failures = self.lockout.fail(subject)
+            if failures is not None:
+                log.warning("presentation attack suspected for %s: %d failures; locked out", subject, failures)
+                self.publish("event/presentation_attack", messages.presentation_attack(
+                    subject, failures, self.judge.options.lockout_s))
+        return verdict
+
+    def keep_only(self, live: set[int]) -> None:
+        self.judge.keep_only(live)
