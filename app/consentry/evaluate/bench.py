@@ -54,5 +54,10 @@ def bench(image: np.ndarray, runs: int = 100, threads: int = 1, manifest: Manife
     for name in ("dlib_resnet_v1_int8", "dlib_resnet_v1_float16", "dlib_resnet_v1_float32"):
         emb = FaceEmbedder(Model(manifest.get(name), threads=threads))
         results[f"embedder_{name.rsplit('_', 1)[-1]}"] = _time(lambda e=emb: e.embed(chip), runs)
+    from ..vision.antispoof import AntiSpoof
+
+    # liveness runs only while a matched track waits for its verdict (liveness.frames frames a visit)
+    with AntiSpoof(manifest, threads=threads) as spoof:
+        results["liveness_passive"] = _time(lambda: spoof.score(image, face.box), runs)
     return {"threads": threads, "image": list(image.shape), "stages": results,
             "runtime": f"{det.model.runtime.name} {det.model.runtime.version}"}
