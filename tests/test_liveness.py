@@ -227,3 +227,23 @@ def test_a_photo_never_passes_a_checkout_verification(home, astronaut):  # noqa:
     app.run(max_frames=20)
     (response,) = bus.of("checkout/response")
     assert (response["verified"], response["reason"], response["distance"]) == (False, "liveness_failed", None)
+
+
+def test_eval_liveness_clips_judges_each_clip_through_the_tracker(tmp_path, faces_dir, spoof):
+    from consentry.config import Settings
+    from consentry.decide.liveness import LivenessJudge
+    from consentry.evaluate.liveness import (bona_fide_windows, eval_liveness_clips, make_attack_set,
+                                             threshold_for_bpcer)
+    from consentry.vision.factory import tracker_from_settings
+
+    make_attack_set(faces_dir / "examples", tmp_path, species=("print_flat", "screen"), limit=1, clips=True)
+    with open(tmp_path / "labels.csv", "a") as fh:
+        fh.write(f"{(faces_dir / 'video' / 'webcam_person_a_lighting.wmv').resolve()},live,\n")
+    tracker = tracker_from_settings(Settings())
+    with tracker.pipeline:
+        judge = LivenessJudge(LivenessOptions(), lambda f, b: spoof.score(f, b).p_real)
+        result = eval_liveness_clips(tmp_path, tracker, judge)
+        windows = bona_fide_windows(tmp_path, tracker, judge.scorer, 4, 60.0)
+    assert result["clips"] == 3 and result["bona_fide"] == 1 and result["bpcer"] == 0.0
+    assert result["apcer"]["worst"] == 0.0 and sum(result["attacks"].values()) == 2
+    assert len(windows) > 50 and threshold_for_bpcer(windows, 0.01)["threshold"] >= LivenessOptions().threshold

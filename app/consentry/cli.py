@@ -137,10 +137,14 @@ def cmd_eval_liveness(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     curve: dict | None = {} if args.plot else None
-    with _pipeline(args) as pipeline, AntiSpoof(pipeline.manifest) as spoof:
-        result = eval_liveness(Path(args.dataset), pipeline, lambda img, box: spoof.score(img, box).p_real,
-                               args.threshold or settings.liveness.threshold,
-                               progress=lambda line: print(line, file=sys.stderr), curve=curve)
+    threshold = args.threshold or settings.liveness.threshold
+    progress = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    if args.clips:
+        result = _eval_liveness_clips(settings, Path(args.clips), threshold, progress, curve, args.bpcer_target)
+    else:
+        with _pipeline(args) as pipeline, AntiSpoof(pipeline.manifest) as spoof:
+            result = eval_liveness(Path(args.dataset), pipeline, lambda img, box: spoof.score(img, box).p_real,
+                                   threshold, progress=progress, curve=curve)
     if args.plot:
         from .evaluate.plot import plot_det
 
@@ -149,10 +153,35 @@ def cmd_eval_liveness(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_make_attacks(args: argparse.Namespace) -> int:
-    from .evaluate.liveness import make_attack_set
+def _eval_liveness_clips(settings: Settings, folder: Path, threshold: float, progress, curve,
+                         bpcer_target: float | None = None) -> dict:
+    from .decide.liveness import LivenessJudge, LivenessOptions
+    from .evaluate.liveness import eval_liveness_clips
+    from .vision.antispoof import AntiSpoof
+    from .vision.factory import tracker_from_settings
 
-    make_attack_set(Path(args.source), Path(args.out), limit=args.limit, seed=args.seed)
+    tracker = tracker_from_settings(settings)
+    options = LivenessOptions(**{**settings.liveness.model_dump(), "threshold": threshold})
+    with tracker.pipeline, AntiSpoof(tracker.pipeline.manifest) as spoof:
+        def score(frame, box):
+            return spoof.score(frame, box).p_real
+
+        result = eval_liveness_clips(folder, tracker, LivenessJudge(options, score), progress, curve)
+        if bpcer_target is not None:
+            from .evaluate.liveness import bona_fide_windows, threshold_for_bpcer
+
+            windows = bona_fide_windows(folder, tracker, score, options.frames, settings.quality.min_face_px)
+            result["calibration"] = threshold_for_bpcer(windows, bpcer_target)
+        return result
+
+
+def cmd_make_attacks(args: argparse.Namespace) -> int:
+    from .evaluate.liveness import add_bona_fide_clips, make_attack_set
+
+    make_attack_set(Path(args.source), Path(args.out), limit=args.limit, seed=args.seed, clips=args.clips,
+                    replay=Path(args.replay) if args.replay else None)
+    if args.bona_fide:
+        add_bona_fide_clips(Path(args.out), Path(args.bona_fide))
     return 0
 
 
@@ -290,14 +319,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--write", help="write the threshold, data set and date into this config file")
     sp.set_defaults(also=None)
     sp = add("eval-liveness", cmd_eval_liveness, "presentation-attack detection in ISO/IEC 30107-3 terms")
-    sp.add_argument("--dataset", required=True, help="folder with labels.csv (file,label[,species]; live|spoof)")
+    src = sp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", help="folder of images with labels.csv (file,label[,species]; live|spoof)")
+    src.add_argument("--clips", help="folder of video clips with labels.csv: one verdict per clip through the "
+                     "appliance's tracker and liveness judge")
     sp.add_argument("--threshold", type=float, default=None, help="P(real) threshold (default: liveness config)")
+    sp.add_argument("--bpcer-target", type=float, default=None,
+                    help="with --clips: also choose the highest threshold whose BPCER per visit (every run of "
+                    "liveness.frames frames of the live clips) is at most this")
     sp.add_argument("--plot", help="write the trade-off (1 - BPCER against APCER) to this PNG")
     sp = add("make-attacks", cmd_make_attacks, "generate print and screen attacks from labelled stills",
              json_flag=False)
     sp.add_argument("--from", dest="source", required=True, help="folder of stills with labels.csv (file,...)")
     sp.add_argument("--out", required=True, help="new folder for the images and labels.csv")
     sp.add_argument("--limit", type=int, default=50, help="stills to use")
+    sp.add_argument("--clips", action="store_true", help="2 s video clips instead of single frames")
+    sp.add_argument("--replay", help="with --clips: a bona fide video to replay on the phone screen")
+    sp.add_argument("--bona-fide", help="with --clips: a labelled video folder whose clips are added as live "
+                    "(by path, not copied)")
     sp.add_argument("--seed", type=int, default=0)
     add("models", cmd_models, "verify every model in the manifest", json_flag=False)
     cli_vault.add_commands(sub, lambda fn: lambda args: fn(args, _settings(args)))

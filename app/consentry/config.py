@@ -151,8 +151,9 @@ class LivenessConfig(_Strict):
                                             "anti-spoofing networks and the rigid-plane check before the door "
                                             "opens; `off`: no check (a photo of an enrolled person opens the "
                                             "door; a warning is printed and shown on the health page).")
-    threshold: float = Field(0.75, gt=0, lt=1, description="Mean P(real) over the scored frames needed to pass "
-                             "(docs/liveness.md has the measured APCER and BPCER).")
+    threshold: float = Field(0.9, gt=0, lt=1, description="Mean P(real) over the scored frames needed to pass. "
+                             "Default: `consentry eval-liveness --clips --bpcer-target 0.01` on the shared bona fide "
+                             "clips (BPCER 0.5 % per visit at 0.90; docs/liveness.md has APCER and BPCER).")
     frames: int = Field(4, ge=1, le=30, description="Frames of a matched track scored before the verdict.")
     planar_motion: float = Field(0.04, gt=0, le=1, description="Deformation beyond a similarity (fraction of the "
                                  "eye distance) that makes the rigid-plane check decide.")

@@ -48,7 +48,7 @@ class LivenessOptions:
     fractions of the eye distance); failures within failure_window_s trigger lockout_s."""
 
     mode: Mode = "passive"
-    threshold: float = 0.75
+    threshold: float = 0.9
     frames: int = 4
     planar_motion: float = 0.04
     planar_residual: float = 0.01

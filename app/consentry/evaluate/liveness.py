@@ -102,28 +102,166 @@ def eval_liveness(folder: Path, pipeline: FacePipeline, scorer: Scorer, threshol
             "unreadable": unreadable, **pad_metrics(bona, attacks, threshold)}
 
 
+def eval_liveness_clips(folder: Path, tracker, judge, progress: Callable[[str], None] | None = None,
+                        curve: dict | None = None) -> dict:
+    """One verdict per clip, through the appliance's tracker and liveness judge: the largest
+    face's track is treated as matched (these clips have no enrolment) and judged frame by frame
+    until its verdict. A clip with no verdict by its end is a failure to acquire. The clip's
+    score is the mean P(real) the judge used (0 for a rigid-plane veto)."""
+    from ..camera.sources import open_source
+
+    rows = read_labels(folder)
+    bona: list[float] = []
+    attacks: dict[str, list[float]] = {}
+    missed = 0
+    scorer = judge.scorer
+    for i, (path, label, species) in enumerate(rows, 1):
+        used: list[float] = []
+        judge.scorer = lambda frame, box, used=used: used.append(float(scorer(frame, box))) or used[-1]
+        verdict = _clip_verdict(open_source(f"file:{path}"), tracker, judge)
+        tracker.tracks.clear()
+        if verdict is None:
+            missed += 1
+        else:
+            score = float(np.mean(used)) if verdict.reason != "planar_motion" and used else 0.0
+            (bona if label == "live" else attacks.setdefault(species, [])).append(score)
+        if progress:
+            progress(f"{i}/{len(rows)} clips")
+    judge.scorer = scorer
+    if curve is not None:
+        curve.update(bona=list(bona), attacks=[s for v in attacks.values() for s in v])
+    return {"dataset": str(folder), "clips": len(rows), "failures_to_acquire": missed,
+            **pad_metrics(bona, attacks, judge.options.threshold)}
+
+
+def bona_fide_windows(folder: Path, tracker, scorer: Scorer, frames: int, min_face_px: float) -> np.ndarray:
+    """Mean P(real) of every run of ``frames`` consecutive frames of the largest face (at least
+    ``min_face_px`` wide: what the door would embed) in the ``live`` clips of ``folder``: the
+    scores a genuine visit's verdict could be made on."""
+    from ..camera.sources import open_source
+
+    windows: list[np.ndarray] = []
+    for path, label, _ in read_labels(folder):
+        if label != "live":
+            continue
+        scores = []
+        source = open_source(f"file:{path}")
+        try:
+            for frame in source.frames():
+                faces = tracker.pipeline.faces(frame)
+                face = largest_face(faces)
+                if face is not None and face.detection.width >= min_face_px:
+                    scores.append(float(scorer(frame, face.detection.box)))
+                tracker.wipe()
+                frame.fill(0)
+        finally:
+            source.close()
+        if len(scores) >= frames:
+            windows.append(np.convolve(scores, np.ones(frames) / frames, "valid"))
+    return np.concatenate(windows) if windows else np.zeros(0)
+
+
+def threshold_for_bpcer(windows: np.ndarray, target: float) -> dict:
+    """The highest threshold (2 decimals) whose BPCER per window is at most ``target``."""
+    if not len(windows):
+        raise EvaluationError("no bona fide window to calibrate on (no live clip with a large enough face)")
+    best = 0.0
+    for t in np.arange(0.50, 1.0, 0.01):
+        if np.mean(windows < t) <= target:
+            best = round(float(t), 2)
+    return {"target_bpcer_per_visit": target, "threshold": best, "windows": len(windows),
+            "bpcer_at_threshold": round(float(np.mean(windows < best)), 4)}
+
+
+def _clip_verdict(source, tracker, judge):
+    try:
+        for frame in source.frames():
+            try:
+                observations = tracker.process(frame)
+                if observations:
+                    obs = max(observations, key=lambda o: o.face.detection.width * o.face.detection.height)
+                    verdict = judge.observe(obs.track_id, "clip", frame, obs.face.detection.box,
+                                            obs.face.landmarks.mesh)
+                    if verdict.state != "pending":
+                        return verdict
+                judge.keep_only(set(tracker.tracks))
+            finally:
+                tracker.wipe()
+                frame.fill(0)
+        return None
+    finally:
+        judge.keep_only(set())
+        source.close()
+
+
 def make_attack_set(source: Path, out: Path, species: tuple[str, ...] = ("print_flat", "print_bent", "screen"),
-                    limit: int = 50, seed: int = 0) -> int:
+                    limit: int = 50, seed: int = 0, clips: bool = False, replay: Path | None = None) -> int:
     """A labelled folder from the stills of ``source`` (labels.csv with ``file``): each still as
-    bona fide, and one webcam-like frame of each attack species made from it."""
+    bona fide, and one webcam-like frame of each attack species made from it; with ``clips``,
+    a 2 s clip of each species instead (and ``replay``: a bona fide video shown on a phone)."""
     with open(source / "labels.csv", newline="") as fh:
         files = [row["file"] for row in csv.DictReader(fh)][:limit]
     out.mkdir(parents=True, exist_ok=True)
     import cv2
 
+    replay_frames = _video_frames(replay, 30) if replay else None
+    if clips and replay_frames:
+        species = (*species, "replay")
     rows = []
     for i, name in enumerate(files):
         photo = read_rgb(source / name)
         stem = f"{i:04d}"
-        cv2.imwrite(str(out / f"{stem}_live.jpg"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
-        rows.append((f"{stem}_live.jpg", "live", ""))
+        if not clips:
+            cv2.imwrite(str(out / f"{stem}_live.jpg"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+            rows.append((f"{stem}_live.jpg", "live", ""))
         for sp in species:
-            frames = list(attack_frames(photo, sp, frames=9, seed=seed + i))
-            cv2.imwrite(str(out / f"{stem}_{sp}.jpg"), cv2.cvtColor(frames[-1], cv2.COLOR_RGB2BGR))
-            rows.append((f"{stem}_{sp}.jpg", "spoof", sp))
+            frames = list(attack_frames(photo, sp, frames=30 if clips else 9, seed=seed + i, replay=replay_frames))
+            if clips:
+                _write_clip(out / f"{stem}_{sp}.mp4", frames)
+                rows.append((f"{stem}_{sp}.mp4", "spoof", sp))
+            else:
+                cv2.imwrite(str(out / f"{stem}_{sp}.jpg"), cv2.cvtColor(frames[-1], cv2.COLOR_RGB2BGR))
+                rows.append((f"{stem}_{sp}.jpg", "spoof", sp))
     with open(out / "labels.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["file", "label", "species"])
         w.writerows(rows)
-    print(f"wrote {len(rows)} images to {out}", file=sys.stderr)
+    print(f"wrote {len(rows)} {'clips' if clips else 'images'} to {out}", file=sys.stderr)
     return len(rows)
+
+
+def _video_frames(path: Path, limit: int) -> list[np.ndarray]:
+    from ..camera.sources import open_source
+
+    source = open_source(f"file:{path}")
+    try:
+        out = []
+        for frame in source.frames():
+            out.append(frame.copy())
+            if len(out) >= limit:
+                break
+        return out
+    finally:
+        source.close()
+
+
+def _write_clip(path: Path, frames: list[np.ndarray], fps: float = 15.0) -> None:
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    try:
+        for f in frames:
+            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+
+
+def add_bona_fide_clips(out: Path, videos: Path) -> int:
+    """Append every clip of a labelled video folder to ``out``/labels.csv as ``live`` (by
+    absolute path: the clips are read where they are, never copied)."""
+    with open(videos / "labels.csv", newline="") as fh:
+        files = [str((videos / row["file"]).resolve()) for row in csv.DictReader(fh)]
+    with open(out / "labels.csv", "a", newline="") as fh:
+        csv.writer(fh).writerows((f, "live", "") for f in files)
+    return len(files)
