@@ -182,7 +182,8 @@ class Appliance:
             self._closers.append(self.door.close)
             self.bus.publish_state("state/lock", "locked")
             self.policy = DoorPolicy(s.door, self.door, self._publish, on_grant=self._seen,
-                                     on_unknown=self._count_unknown, liveness=self._liveness())
+                                     on_unknown=self._count_unknown, liveness=self._liveness(),
+                                     on_prompt=lambda track, prompt: self.kiosk.set_prompt(prompt))
         else:
             identify = self._gallery(model, "checkout", opted_in_only=True)
             self.policy = CheckoutPolicy(s.checkout, self.gallery, self._publish, identify_gallery=identify,
@@ -202,7 +203,7 @@ class Appliance:
         pipeline = self.recognizer.tracker.pipeline
         spoof = AntiSpoof(pipeline.manifest, threads=pipeline.options.threads, runtime=pipeline.options.runtime)
         self._closers.append(spoof.close)
-        judge = LivenessJudge(LivenessOptions(**cfg.model_dump()), lambda frame, box: spoof.score(frame, box).p_real)
+        judge = LivenessJudge(LivenessOptions.from_config(cfg), lambda frame, box: spoof.score(frame, box).p_real)
         return LivenessGate(judge, self._publish)
 
     # -- the loop -------------------------------------------------------------------------

@@ -161,7 +161,9 @@ def _eval_liveness_clips(settings: Settings, folder: Path, threshold: float, pro
     from .vision.factory import tracker_from_settings
 
     tracker = tracker_from_settings(settings)
-    options = LivenessOptions(**{**settings.liveness.model_dump(), "threshold": threshold})
+    # a recorded clip cannot answer a challenge: a clip the passive check finds unclear fails
+    options = LivenessOptions.from_config(settings.liveness, threshold=threshold, challenge_unclear=False,
+                                          mode="passive")
     with tracker.pipeline, AntiSpoof(tracker.pipeline.manifest) as spoof:
         def score(frame, box):
             return spoof.score(frame, box).p_real

@@ -147,13 +147,22 @@ class DoorConfig(_Strict):
 
 
 class LivenessConfig(_Strict):
-    mode: Literal["passive", "off"] = Field("passive", description="`passive`: a matched face must pass the "
-                                            "anti-spoofing networks and the rigid-plane check before the door "
-                                            "opens; `off`: no check (a photo of an enrolled person opens the "
-                                            "door; a warning is printed and shown on the health page).")
+    mode: Literal["passive", "challenge", "off"] = Field(
+        "passive", description="`passive`: a matched face must pass the anti-spoofing networks and the rigid-plane "
+        "check before the door opens; `challenge`: and then do what the kiosk screen asks (blink, turn); `off`: no "
+        "check (a photo of an enrolled person opens the door; a warning is printed and shown on the health page).")
     threshold: float = Field(0.9, gt=0, lt=1, description="Mean P(real) over the scored frames needed to pass. "
                              "Default: `consentry eval-liveness --clips --bpcer-target 0.01` on the shared bona fide "
                              "clips (BPCER 0.5 % per visit at 0.90; docs/liveness.md has APCER and BPCER).")
+    unclear: float = Field(0.5, gt=0, lt=1, description="Below this mean P(real) a face fails outright; between "
+                           "this and `threshold` the passive verdict is not clear.")
+    challenge_unclear: bool = Field(True, description="When the passive verdict is not clear, ask for a challenge "
+                                    "on the kiosk screen instead of refusing (needs a screen at the door).")
+    challenge_actions: list[Literal["turn_left", "turn_right", "blink"]] = Field(
+        ["turn_left", "turn_right", "blink"], min_length=1, description="Actions a challenge may ask for.")
+    challenge_count: int = Field(2, ge=1, le=3, description="Actions per challenge (with 2 or more, one is always "
+                                 "a blink: a photo tilted in the hand can mimic a turn, not a blink).")
+    challenge_step_s: float = Field(5.0, gt=0.5, le=30, description="Seconds allowed for each action.")
     frames: int = Field(4, ge=1, le=30, description="Frames of a matched track scored before the verdict.")
     planar_motion: float = Field(0.04, gt=0, le=1, description="Deformation beyond a similarity (fraction of the "
                                  "eye distance) that makes the rigid-plane check decide.")

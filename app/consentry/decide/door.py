@@ -24,7 +24,8 @@ Publish = Callable[[str, dict], None]
 class DoorPolicy:
     def __init__(self, cfg: DoorConfig, door, publish: Publish, *, on_grant: Callable[[str], None] | None = None,
                  on_unknown: Callable[[], None] | None = None, clock: Callable[[], float] = time.monotonic,
-                 liveness: LivenessGate | None = None) -> None:
+                 liveness: LivenessGate | None = None, on_prompt: Callable[[int, str | None], None] | None = None
+                 ) -> None:
         self.cfg = cfg
         self.door = door
         self.publish = publish
@@ -32,6 +33,8 @@ class DoorPolicy:
         self.on_unknown = on_unknown or (lambda: None)
         self.clock = clock
         self.liveness = liveness
+        self.on_prompt = on_prompt or (lambda track, prompt: None)
+        self._prompting: set[int] = set()
         self._reported: dict[int, tuple[str, str | None]] = {}
         self._last_grant: dict[str, float] = {}
         self.grants = 0
@@ -52,6 +55,8 @@ class DoorPolicy:
             self._reported[r.track_id] = (r.state, r.subject)
         for gone in set(self._reported) - live:
             del self._reported[gone]
+        for gone in self._prompting - live:
+            self._prompt(gone, None)
         if self.liveness is not None:
             self.liveness.keep_only(live)
 
@@ -66,6 +71,7 @@ class DoorPolicy:
             self._grant(r, latency_ms, "not_checked")
             return True
         verdict = self.liveness.check(r.track_id, r.subject, frame, r.box, r.mesh)
+        self._prompt(r.track_id, verdict.prompt)
         if verdict.state == "pending":
             return False
         if verdict.state == "passed":
@@ -73,6 +79,16 @@ class DoorPolicy:
         else:
             self._deny(r, latency_ms, verdict.reason, "not_checked" if verdict.reason == "locked_out" else "failed")
         return True
+
+    def _prompt(self, track_id: int, prompt: str | None) -> None:
+        """Tell the kiosk what a challenge asks of this track, and when it stops asking."""
+        if prompt is not None:
+            self._prompting.add(track_id)
+        elif track_id not in self._prompting:
+            return
+        else:
+            self._prompting.discard(track_id)
+        self.on_prompt(track_id, prompt)
 
     def _grant(self, r: TrackResult, latency_ms: float, liveness: str) -> None:
         self._last_grant[r.subject] = self.clock()

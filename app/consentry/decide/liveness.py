@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from ..bus import messages
+from .challenge import Challenge, ChallengeOptions, new_challenge
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +50,33 @@ class LivenessOptions:
 
     mode: Mode = "passive"
     threshold: float = 0.9
+    unclear: float = 0.5
+    challenge_unclear: bool = True
     frames: int = 4
     planar_motion: float = 0.04
     planar_residual: float = 0.01
     max_failures: int = 3
     failure_window_s: float = 300.0
     lockout_s: float = 120.0
+    challenge: ChallengeOptions = ChallengeOptions()
+
+    @classmethod
+    def from_config(cls, cfg, **overrides) -> LivenessOptions:
+        """From ``Settings.liveness`` (config.LivenessConfig)."""
+        raw = cfg.model_dump()
+        challenge = ChallengeOptions(actions=tuple(raw.pop("challenge_actions")), count=raw.pop("challenge_count"),
+                                     step_s=raw.pop("challenge_step_s"))
+        return cls(**{**raw, **overrides, "challenge": challenge})
 
 
 @dataclass(frozen=True)
 class LivenessVerdict:
-    """state: pending until ``frames`` scores exist or a cue vetoes; reason: a code on failure."""
+    """state: pending until ``frames`` scores exist, a cue vetoes or a challenge ends; reason: a
+    code on failure; prompt: what the kiosk should ask the person to do while a challenge runs."""
 
     state: LivenessState
     reason: str | None = None
+    prompt: str | None = None
 
 
 @dataclass
@@ -71,9 +85,13 @@ class _TrackCues:
     scores: list[float] = field(default_factory=list)
     first: np.ndarray | None = None  # (len(POINTS), 2) mesh points of the first scored frame
     planar: bool = False
+    challenge: Challenge | None = None
 
     def wipe(self) -> None:
         self.scores.clear()
+        if self.challenge is not None:
+            self.challenge.wipe()
+            self.challenge = None
         if self.first is not None:
             self.first.fill(0)
             self.first = None
@@ -101,9 +119,11 @@ def planar_fit(first: np.ndarray, now: np.ndarray) -> tuple[float, float]:
 class LivenessJudge:
     """Liveness of matched tracks; ``scorer(frame, box) -> P(real)`` is the passive model."""
 
-    def __init__(self, options: LivenessOptions, scorer: Callable[[np.ndarray, tuple], float]) -> None:
+    def __init__(self, options: LivenessOptions, scorer: Callable[[np.ndarray, tuple], float],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.options = options
         self.scorer = scorer
+        self.clock = clock
         self._tracks: dict[int, _TrackCues] = {}
 
     def observe(self, track_id: int, subject: str, frame: np.ndarray, box: tuple, mesh: np.ndarray | None
@@ -114,6 +134,8 @@ class LivenessJudge:
             if cues is not None:
                 cues.wipe()
             cues = self._tracks[track_id] = _TrackCues(subject)
+        if cues.challenge is not None:
+            return self._challenge(track_id, cues.challenge, frame, mesh)
         if mesh is not None:
             points = np.asarray(mesh, dtype=np.float64)[POINTS, :2]
             if cues.first is None:
@@ -128,9 +150,27 @@ class LivenessJudge:
         cues.scores.append(float(self.scorer(frame, box)))
         if len(cues.scores) < self.options.frames:
             return LivenessVerdict("pending")
-        if float(np.mean(cues.scores)) >= self.options.threshold:
+        return self._passive(track_id, cues, float(np.mean(cues.scores)))
+
+    def _passive(self, track_id: int, cues: _TrackCues, mean: float) -> LivenessVerdict:
+        """The passive verdict: clear pass, clear fail, or (unclear, or challenge mode) a challenge."""
+        opts = self.options
+        if mean < opts.unclear or (mean < opts.threshold and not opts.challenge_unclear):
+            return self._final(track_id, LivenessVerdict("failed", "passive_spoof"))
+        if mean >= opts.threshold and opts.mode != "challenge":
             return self._final(track_id, LivenessVerdict("passed"))
-        return self._final(track_id, LivenessVerdict("failed", "passive_spoof"))
+        cues.scores.clear()
+        cues.challenge = new_challenge(cues.subject, opts.challenge, self.clock())
+        return LivenessVerdict("pending", prompt=cues.challenge.prompt)
+
+    def _challenge(self, track_id: int, challenge: Challenge, frame: np.ndarray, mesh: np.ndarray | None
+                   ) -> LivenessVerdict:
+        state = challenge.observe(frame, mesh, self.clock()) if mesh is not None else challenge.state
+        if state == "passed":
+            return self._final(track_id, LivenessVerdict("passed"))
+        if state == "failed":
+            return self._final(track_id, LivenessVerdict("failed", "challenge_failed"))
+        return LivenessVerdict("pending", prompt=challenge.prompt)
 
     def _final(self, track_id: int, verdict: LivenessVerdict) -> LivenessVerdict:
         self.forget(track_id)

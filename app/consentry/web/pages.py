@@ -64,8 +64,10 @@ def kiosk() -> str:
 KIOSK_JS = POLL + """
 poll('/api/kiosk', s=>{const el=document.getElementById('status');
  if(s.mode==='enrolling'){el.className='big';el.textContent='Enrolment in progress';}
+ else if(s.prompt){el.className='big prompt';el.textContent=s.prompt;}
  else if(s.decision==='granted'){el.className='big granted';el.textContent='Access granted';}
  else if(s.decision==='unknown'){el.className='big unknown';el.textContent='Not recognised';}
+ else if(s.decision==='denied'){el.className='big unknown';el.textContent='Not accepted: please ask staff';}
  else {el.className='big';el.textContent='Look at the camera';}}, 400);
 """
 

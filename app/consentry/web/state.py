@@ -71,6 +71,7 @@ class KioskState:
         self.capture: Capture | None = None
         self.forget: Forget | None = None
         self.health: dict = {}
+        self.prompt: str | None = None  # what a liveness challenge asks the person at the door to do
 
     def record_decision(self, decision: str) -> None:
         with self.lock:
@@ -80,4 +81,8 @@ class KioskState:
         with self.lock:
             recent = self.decision if self.decision and time.time() - self.decision["at"] < 4.0 else None
             mode = "enrolling" if self.capture and self.capture.state == "capturing" else "idle"
-            return {"decision": recent["decision"] if recent else None, "mode": mode}
+            return {"decision": recent["decision"] if recent else None, "mode": mode, "prompt": self.prompt}
+
+    def set_prompt(self, prompt: str | None) -> None:
+        with self.lock:
+            self.prompt = prompt
