@@ -168,7 +168,8 @@ def _eval_liveness_clips(settings: Settings, folder: Path, threshold: float, pro
         def score(frame, box):
             return spoof.score(frame, box).p_real
 
-        result = eval_liveness_clips(folder, tracker, LivenessJudge(options, score), progress, curve)
+        result = eval_liveness_clips(folder, tracker, LivenessJudge(options, score), progress, curve,
+                                     matched_after=settings.tracking.evidence_k)
         if bpcer_target is not None:
             from .evaluate.liveness import bona_fide_windows, threshold_for_bpcer
 

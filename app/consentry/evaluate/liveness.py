@@ -103,11 +103,12 @@ def eval_liveness(folder: Path, pipeline: FacePipeline, scorer: Scorer, threshol
 
 
 def eval_liveness_clips(folder: Path, tracker, judge, progress: Callable[[str], None] | None = None,
-                        curve: dict | None = None) -> dict:
+                        curve: dict | None = None, matched_after: int = 3) -> dict:
     """One verdict per clip, through the appliance's tracker and liveness judge: the largest
-    face's track is treated as matched (these clips have no enrolment) and judged frame by frame
-    until its verdict. A clip with no verdict by its end is a failure to acquire. The clip's
-    score is the mean P(real) the judge used (0 for a rigid-plane veto)."""
+    face's track counts as matched (these clips have no enrolment) once ``matched_after`` of its
+    frames passed the quality gates and were embedded, as the door's k-of-n evidence needs, and
+    is then judged frame by frame until its verdict. A clip with no verdict by its end is a
+    failure to acquire. The clip's score is the mean P(real) the judge used (0 for a veto)."""
     from ..camera.sources import open_source
 
     rows = read_labels(folder)
@@ -118,7 +119,7 @@ def eval_liveness_clips(folder: Path, tracker, judge, progress: Callable[[str], 
     for i, (path, label, species) in enumerate(rows, 1):
         used: list[float] = []
         judge.scorer = lambda frame, box, used=used: used.append(float(scorer(frame, box))) or used[-1]
-        verdict = _clip_verdict(open_source(f"file:{path}"), tracker, judge)
+        verdict = _clip_verdict(open_source(f"file:{path}"), tracker, judge, matched_after)
         tracker.tracks.clear()
         if verdict is None:
             missed += 1
@@ -173,17 +174,21 @@ def threshold_for_bpcer(windows: np.ndarray, target: float) -> dict:
             "bpcer_at_threshold": round(float(np.mean(windows < best)), 4)}
 
 
-def _clip_verdict(source, tracker, judge):
+def _clip_verdict(source, tracker, judge, matched_after: int):
+    embedded: dict[int, int] = {}
     try:
         for frame in source.frames():
             try:
                 observations = tracker.process(frame)
+                for obs in observations:
+                    embedded[obs.track_id] = embedded.get(obs.track_id, 0) + (obs.embedding is not None)
                 if observations:
                     obs = max(observations, key=lambda o: o.face.detection.width * o.face.detection.height)
-                    verdict = judge.observe(obs.track_id, "clip", frame, obs.face.detection.box,
-                                            obs.face.landmarks.mesh)
-                    if verdict.state != "pending":
-                        return verdict
+                    if embedded[obs.track_id] >= matched_after:
+                        verdict = judge.observe(obs.track_id, "clip", frame, obs.face.detection.box,
+                                                obs.face.landmarks.mesh)
+                        if verdict.state != "pending":
+                            return verdict
                 judge.keep_only(set(tracker.tracks))
             finally:
                 tracker.wipe()
