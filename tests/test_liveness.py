@@ -290,3 +290,17 @@ def test_a_challenge_of_two_always_includes_a_blink_in_random_order():
     seen = {tuple(choose_actions(ChallengeOptions(), random.Random(seed))) for seed in range(40)}
     assert all("blink" in s and len(s) == 2 and len(set(s)) == 2 for s in seen)
     assert len(seen) == 4  # blink first or second, with either turn
+
+
+def test_picture_edge_cue_sees_a_held_print_and_not_a_person(pipeline, faces_dir):
+    from consentry.decide.frame_edge import framed
+
+    photo = cv2.cvtColor(cv2.imread(str(faces_dir / "examples" / "obama.jpg")), cv2.COLOR_BGR2RGB)
+    hits = []
+    for frame in attack_frames(photo, "print_flat", frames=10, seed=2):
+        face = largest_face(pipeline.faces(frame))
+        if face is not None:
+            hits.append(framed(frame, face.detection.box))
+    assert sum(hits) >= 2, hits
+    person = clip_frames(faces_dir / "video" / "webcam_person_a_1.wmv", every=10, limit=25)
+    assert not any(framed(f, largest_face(pipeline.faces(f)).detection.box) for f in person)

@@ -170,6 +170,10 @@ def _eval_liveness_clips(settings: Settings, folder: Path, threshold: float, pro
 
         result = eval_liveness_clips(folder, tracker, LivenessJudge(options, score), progress, curve,
                                      matched_after=settings.tracking.evidence_k)
+        from .evaluate.liveness import bona_fide_visits
+
+        result["bona_fide_visits"] = bona_fide_visits(folder, tracker.pipeline, LivenessJudge(options, score),
+                                                      settings.quality.min_face_px)
         if bpcer_target is not None:
             from .evaluate.liveness import bona_fide_windows, threshold_for_bpcer
 

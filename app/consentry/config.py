@@ -164,6 +164,8 @@ class LivenessConfig(_Strict):
                                  "a blink: a photo tilted in the hand can mimic a turn, not a blink).")
     challenge_step_s: float = Field(5.0, gt=0.5, le=30, description="Seconds allowed for each action.")
     frames: int = Field(4, ge=1, le=30, description="Frames of a matched track scored before the verdict.")
+    frame_edge: int = Field(2, ge=0, le=30, description="Scored frames in which the face sits inside a closed "
+                            "four-sided outline (a print's edge, a screen's bezel) that fail it; 0 turns the cue off.")
     planar_motion: float = Field(0.04, gt=0, le=1, description="Deformation beyond a similarity (fraction of the "
                                  "eye distance) that makes the rigid-plane check decide.")
     planar_residual: float = Field(0.01, gt=0, le=1, description="Homography residual (fraction of the eye "

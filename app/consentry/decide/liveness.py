@@ -3,10 +3,13 @@
 A stranger's track never reaches this room: the door asks only about a track whose
 evidence names an enrolled subject, so no liveness figure about a stranger exists.
 
-Two cues, each able to decide on its own (they are never averaged into one score):
+Three cues, each able to decide on its own (they are never averaged into one score):
 
 - passive: the mean P(real) of the anti-spoofing networks over ``frames`` frames of the
   track; below ``threshold`` the face fails (``passive_spoof``).
+- picture edge: a print's paper edge or a screen's bezel is a closed outline around the whole
+  face (``decide/frame_edge.py``); seen in ``frame_edge`` of the scored frames, the face fails
+  (``picture_edge``).
 - planar: a photo, however it is tilted, moves as one plane, so its mesh points map from one
   frame to another through one homography; a real head that turns does not (the nose moves
   against the cheeks). When the points have deformed well beyond a similarity (the face
@@ -30,6 +33,7 @@ import numpy as np
 
 from ..bus import messages
 from .challenge import Challenge, ChallengeOptions, new_challenge
+from .frame_edge import framed
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,7 @@ class LivenessOptions:
     unclear: float = 0.5
     challenge_unclear: bool = True
     frames: int = 4
+    frame_edge: int = 2
     planar_motion: float = 0.04
     planar_residual: float = 0.01
     max_failures: int = 3
@@ -85,6 +90,7 @@ class _TrackCues:
     scores: list[float] = field(default_factory=list)
     first: np.ndarray | None = None  # (len(POINTS), 2) mesh points of the first scored frame
     planar: bool = False
+    framed: int = 0
     challenge: Challenge | None = None
 
     def wipe(self) -> None:
@@ -147,6 +153,10 @@ class LivenessJudge:
             points.fill(0)
         if cues.planar:
             return self._final(track_id, LivenessVerdict("failed", "planar_motion"))
+        if self.options.frame_edge:
+            cues.framed += framed(frame, box)
+            if cues.framed >= self.options.frame_edge:
+                return self._final(track_id, LivenessVerdict("failed", "picture_edge"))
         cues.scores.append(float(self.scorer(frame, box)))
         if len(cues.scores) < self.options.frames:
             return LivenessVerdict("pending")

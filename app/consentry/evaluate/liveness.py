@@ -124,7 +124,8 @@ def eval_liveness_clips(folder: Path, tracker, judge, progress: Callable[[str], 
         if verdict is None:
             missed += 1
         else:
-            score = float(np.mean(used)) if verdict.reason != "planar_motion" and used else 0.0
+            # a veto by another cue fails the clip whatever P(real) said so far
+            score = float(np.mean(used)) if verdict.reason in (None, "passive_spoof") and used else 0.0
             (bona if label == "live" else attacks.setdefault(species, [])).append(score)
         if progress:
             progress(f"{i}/{len(rows)} clips")
@@ -160,6 +161,50 @@ def bona_fide_windows(folder: Path, tracker, scorer: Scorer, frames: int, min_fa
         if len(scores) >= frames:
             windows.append(np.convolve(scores, np.ones(frames) / frames, "valid"))
     return np.concatenate(windows) if windows else np.zeros(0)
+
+
+def bona_fide_visits(folder: Path, pipeline: FacePipeline, judge, min_face_px: float, every: int = 5,
+                     length: int = 60) -> dict:
+    """A visit starting every ``every`` frames of each ``live`` clip (up to ``length`` frames of
+    the largest face at least ``min_face_px`` wide), judged by every cue: BPCER per visit and
+    what refused them. A challenge cannot be answered by a recording, so ``judge`` should have
+    challenges off (an unclear passive verdict then counts as refused)."""
+    from ..camera.sources import open_source
+
+    refused: dict[str, int] = {}
+    visits = incomplete = 0
+    for path, label, _ in read_labels(folder):
+        if label != "live":
+            continue
+        seen: list[tuple | None] = []
+        source = open_source(f"file:{path}")
+        try:
+            for frame in source.frames():
+                face = largest_face(pipeline.faces(frame))
+                ok = face is not None and face.detection.width >= min_face_px
+                seen.append((frame.copy(), face.detection.box, face.landmarks.mesh) if ok else None)
+                pipeline.wipe()
+                frame.fill(0)
+        finally:
+            source.close()
+        for start in range(0, max(len(seen) - 10, 0), every):
+            verdict = None
+            for item in (x for x in seen[start:start + length] if x is not None):
+                verdict = judge.observe(-1, "visit", *item)
+                if verdict.state != "pending":
+                    break
+            judge.forget(-1)
+            if verdict is not None and verdict.state == "pending":
+                incomplete += 1  # the clip ended first: a visit too short to judge, not a refusal
+            elif verdict is not None:
+                visits += 1
+                if verdict.state != "passed":
+                    refused[verdict.reason or "no_verdict"] = refused.get(verdict.reason or "no_verdict", 0) + 1
+        for item in seen:
+            if item is not None:
+                item[0].fill(0)
+    return {"visits": visits, "incomplete": incomplete, "refused": sum(refused.values()), "reasons": refused,
+            "bpcer_per_visit": round(sum(refused.values()) / visits, 4) if visits else None}
 
 
 def threshold_for_bpcer(windows: np.ndarray, target: float) -> dict:
