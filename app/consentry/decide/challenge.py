@@ -2,11 +2,11 @@
 
 Actions: turn the head to the person's left or right (yaw from the mesh's cheek points, which
 carry depth), and blink (the eye regions' contrast, std/mean of grey values inside the mesh's
-eye contours, drops when the lids close: measured on the shared Yale open/closed pairs, the
-closed/open ratio is below 0.8 for 12 of 15 people (0.53-0.77; two wear glasses); the face mesh's own eye points do not follow
-closed lids). A blink counts only while the head faces the camera, because a turned head also
-lowers that contrast. A photo cannot blink; a photo tilted in the hand can mimic a turn, so the
-default challenge is a blink and a random turn, in random order.
+eye contours, drops when the lids close). On the shared Yale open/closed pairs the closed/open
+ratio is below 0.8 for 12 of 15 people (0.53-0.77; two wear glasses); the face mesh's own eye
+points do not follow closed lids. A blink counts only while the head faces the camera, because
+a turned head also lowers that contrast. A photo cannot blink; a photo tilted in the hand can
+mimic a turn, so the default challenge is a blink and a random turn, in random order.
 
 Measured quantities exist only for a track that matched an enrolled subject, live only in
 :class:`Challenge` and are dropped with it.
