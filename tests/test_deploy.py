@@ -71,3 +71,12 @@ def test_firmware_holds_the_relay_locked_from_power_on():
     config = (ROOT / "firmware" / "config.txt").read_text()
     assert "gpio=17=op,dl" in config and "dtparam=watchdog=on" in config
     assert "GPIO17" in (ROOT / "firmware" / "README.md").read_text()
+
+
+def test_every_default_setting_survives_a_save_and_load(tmp_path):
+    """`calibrate --write` saves the whole config: every field type (lists too) must round-trip."""
+    from consentry.config import Settings, load_settings, save_settings
+
+    path = tmp_path / "consentry.toml"
+    save_settings(Settings(), path)
+    assert load_settings(path) == Settings()

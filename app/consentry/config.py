@@ -254,6 +254,8 @@ def _toml_value(value: object) -> str:
         return repr(value)
     if isinstance(value, str | Path):
         return json.dumps(str(value))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
