@@ -48,7 +48,7 @@ def home(tmp_path, pipeline, astronaut):
 def settings(**sections) -> Settings:
     data = Settings().model_dump()
     data["door"].update(unlock_seconds=0.3, cooldown_seconds=60.0)
-    data["tracking"].update(evidence_k=2, evidence_n=3)
+    data["tracking"].update(evidence_k=2, evidence_n=3, visit_seconds=0.3)
     # The fake camera shows a digital photo, which is exactly what liveness refuses; these
     # tests are about the rest of the door, and tests/test_liveness.py covers liveness.
     data["liveness"].update(mode="off")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from consentry.decide.evidence import Evidence, EvidenceOptions
 from consentry.errors import ConfigError
 from consentry.match import Decision, Gallery, MatchPolicy, UnknownSubject
 
@@ -28,11 +27,31 @@ def rng() -> np.random.Generator:
 
 def test_identify_matches_within_threshold_and_says_unknown_beyond(rng):
     alice, bob = unit(rng) * 1.4, unit(rng) * 1.4
-    gallery = Gallery(MODEL, MatchPolicy(threshold=0.6))
+    gallery = Gallery(MODEL, MatchPolicy(threshold=0.6, scoring="nearest"))
     gallery.replace([("s-alice", alice), ("s-bob", bob), ("s-alice", at_distance(alice, 0.2, rng))])
     assert gallery.subjects == ("s-alice", "s-bob") and len(gallery) == 3
     hit = gallery.identify(at_distance(alice, 0.3, rng), MODEL)
     assert hit.decision == "match" and hit.subject == "s-alice" and hit.distance <= 0.3 + 1e-4
+
+
+def test_centroid_scoring_measures_the_distance_to_the_mean_of_a_subjects_templates(rng):
+    alice, bob = unit(rng) * 1.4, unit(rng) * 1.4
+    spread = [at_distance(alice, 0.5, rng) for _ in range(5)]
+    gallery = Gallery(MODEL, MatchPolicy(threshold=0.45))
+    gallery.replace([("s-bob", bob), *(("s-alice", t) for t in spread)])
+    probe = at_distance(alice, 0.05, rng)
+    mean = np.mean(spread, axis=0)
+    hit = gallery.identify(probe, MODEL)
+    assert hit.subject == "s-alice" and abs(hit.distance - np.linalg.norm(probe - mean)) < 1e-3
+    assert abs(gallery.verify(probe, MODEL, "s-alice").distance - hit.distance) < 1e-4
+    # No single template is within 0.45 of the probe: nearest scoring refuses what the mean accepts.
+    nearest = Gallery(MODEL, MatchPolicy(threshold=0.45, scoring="nearest"))
+    nearest.replace([("s-bob", bob), *(("s-alice", t) for t in spread)])
+    assert nearest.identify(probe, MODEL) == Decision("unknown")
+    # A per-call threshold (a visit's) replaces the policy's, in both directions.
+    assert gallery.identify(probe, MODEL, threshold=hit.distance - 0.01) == Decision("unknown")
+    with pytest.raises(ConfigError, match="scoring"):
+        MatchPolicy(scoring="median")
 
 
 @pytest.mark.parametrize("delta", [1e-3, 1e-2])
@@ -74,9 +93,10 @@ def test_removed_subject_never_matches_and_its_rows_are_zeroed(rng):
     a = unit(rng) * 1.4
     gallery = Gallery(MODEL)
     gallery.replace([("s-a", a), ("s-b", unit(rng))])
-    old_matrix = gallery._matrix
+    old_matrix, old_centroids = gallery._matrix, gallery._centroids
     assert gallery.remove("s-a") and not gallery.remove("s-a")
     assert not np.any(old_matrix), "the replaced matrix still holds the removed template"
+    assert not np.any(old_centroids), "the replaced centroids still hold the removed subject's mean"
     assert gallery.identify(a, MODEL) == Decision("unknown")
 
 
@@ -102,19 +122,6 @@ def test_bad_policy_and_template_are_refused(rng):
         MatchPolicy(threshold=0.0)
     with pytest.raises(ValueError, match="finite"):
         Gallery(MODEL).replace([("s", np.full(128, np.nan, np.float32))])
-
-
-def test_k_of_n_evidence():
-    ev = Evidence(EvidenceOptions(k=2, n=3))
-    assert ev.add(Decision("match", "s", 0.4)).state == "pending"
-    assert ev.add(Decision("unknown")).state == "pending"
-    v = ev.add(Decision("match", "s", 0.5))
-    assert (v.state, v.subject, v.distance) == ("match", "s", 0.45)
-    never = Evidence(EvidenceOptions(k=2, n=2))
-    never.add(Decision("match", "a", 0.4))
-    assert never.add(Decision("match", "b", 0.4)).state == "unknown"
-    with pytest.raises(ConfigError):
-        EvidenceOptions(k=3, n=2)
 
 
 def test_removing_subjects_while_another_thread_searches_is_safe(rng):

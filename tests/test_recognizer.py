@@ -9,13 +9,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from consentry.decide.evidence import EvidenceOptions
 from consentry.decide.recognizer import Recognizer
+from consentry.decide.visit import VisitOptions
 from consentry.match import Gallery, MatchPolicy
 from consentry.vision.pipeline import largest_face
 from consentry.vision.tracking import FaceTracker, TrackingOptions
 
 THRESHOLD = 0.6
+ONE_PHOTO = VisitOptions(min_frames=1, frames=1, budget_s=0.0)  # decide on the first frame
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_stranger_buffers_are_zeroed_after_the_no_match_decision(pipeline, astro
         return observations
 
     tracker.process = spy
-    recognizer = Recognizer(tracker, gallery, EvidenceOptions(k=1, n=1))
+    recognizer = Recognizer(tracker, gallery, ONE_PHOTO)
     frame = astronaut.copy()
     (result,) = recognizer.step(frame)
 
@@ -84,18 +85,18 @@ def test_enrolled_face_matches_and_just_beyond_threshold_does_not(pipeline, astr
     near = gallery_with(pipeline, ("s-me", template_at(astronaut_vector, THRESHOLD - 0.02)))
     far = gallery_with(pipeline, ("s-me", template_at(astronaut_vector, THRESHOLD + 0.002)))
     for gallery, state in ((near, "match"), (far, "unknown")):
-        recognizer = Recognizer(FaceTracker(pipeline), gallery, EvidenceOptions(k=1, n=1))
+        recognizer = Recognizer(FaceTracker(pipeline), gallery, ONE_PHOTO)
         (result,) = recognizer.step(astronaut)
         assert result.state == state
     # The same image embeds identically each time, so these are decisions about the margin.
-    assert abs(Recognizer(FaceTracker(pipeline), near, EvidenceOptions(1, 1)).step(astronaut)[0].distance
+    assert abs(Recognizer(FaceTracker(pipeline), near, ONE_PHOTO).step(astronaut)[0].distance
                - (THRESHOLD - 0.02)) < 1e-3
 
 
 def test_track_is_embedded_until_settled_then_rechecked_at_the_interval(pipeline, astronaut, astronaut_vector):
     gallery = gallery_with(pipeline, ("s-me", astronaut_vector))
     tracker = FaceTracker(pipeline, TrackingOptions(recheck_frames=4))
-    recognizer = Recognizer(tracker, gallery, EvidenceOptions(k=2, n=3))
+    recognizer = Recognizer(tracker, gallery, VisitOptions(min_frames=2, frames=3))
     results = [recognizer.step(astronaut)[0] for _ in range(8)]
     assert len({r.track_id for r in results}) == 1
     assert [r.embedded for r in results] == [True, True, False, False, False, True, False, False]
@@ -133,7 +134,7 @@ def test_a_subject_revoked_mid_visit_is_never_granted_from_the_tracks_old_votes(
                                                                                   astronaut_vector):
     gallery = gallery_with(pipeline, ("s-me", astronaut_vector))
     recognizer = Recognizer(FaceTracker(pipeline, TrackingOptions(recheck_frames=50)), gallery,
-                            EvidenceOptions(k=2, n=3))
+                            VisitOptions(min_frames=2, frames=3))
     states = [recognizer.step(astronaut)[0].state for _ in range(3)]
     assert states[-1] == "match"
     gallery.remove("s-me")  # revoked while the person is still in front of the camera

@@ -52,7 +52,7 @@ def kiosk(tmp_path, faces_dir):
     data = Settings().model_dump()
     data["http"].update(enabled=True, port=0, capture_templates=3)
     data["door"].update(unlock_seconds=0.5)
-    data["tracking"].update(evidence_k=2, evidence_n=3)
+    data["tracking"].update(evidence_k=2, evidence_n=3, visit_seconds=0.3)
     app = Appliance(Settings.model_validate(data), home=home, out=lambda line: None,
                     camera_opener=FakeCamera(frames, fps=20).open, pin_factory=MockFactory(), bus=RecordingBus())
     worker = threading.Thread(target=app.run, kwargs={"handle_signals": False}, daemon=True)

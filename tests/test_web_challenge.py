@@ -60,7 +60,7 @@ def kiosk_app(home, camera, mode: str = "challenge") -> Appliance:
     data = Settings().model_dump()
     data["http"].update(enabled=True, port=0)
     data["door"].update(unlock_seconds=0.5)
-    data["tracking"].update(evidence_k=2, evidence_n=3, min_iou=0.2)
+    data["tracking"].update(evidence_k=2, evidence_n=3, min_iou=0.2, visit_seconds=0.3)
     data["liveness"].update(mode=mode, challenge_step_s=4.0)
     return Appliance(Settings.model_validate(data), home=home, out=lambda line: None, camera_opener=camera.open,
                      pin_factory=MockFactory(), bus=RecordingBus())

@@ -246,6 +246,7 @@ class Appliance:
             elif isinstance(self.policy, DoorPolicy):  # a withdrawal by face never pauses the door
                 results = self.recognizer.step(frame)
                 self.policy.handle(results, (time.perf_counter() - start) * 1000.0, frame)
+                self.kiosk.advise(results)
                 self._forget_observe(results)
             elif self._forget_waiting():
                 self._forget_observe(self.recognizer.step(frame))

@@ -192,6 +192,18 @@ def cmd_make_attacks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_clips(args: argparse.Namespace) -> int:
+    from .evaluate.door_clips import eval_door_clips, table
+
+    if not args.enrol:
+        raise ConfigError("--clips needs --enrol (a labelled folder of stills or frames to enrol from)")
+    settings = _settings(args)
+    result = eval_door_clips(Path(args.clips), Path(args.enrol), settings,
+                             progress=lambda line: print(line, file=sys.stderr))
+    print(json.dumps(result) if args.json else table(result))
+    return 0
+
+
 def _contenders(args: argparse.Namespace):
     from .evaluate.verify import contenders
 
@@ -203,6 +215,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate.report import print_eval
     from .evaluate.verify import DatasetOptions, eval_dataset, eval_pairs
 
+    if args.clips:
+        return _eval_clips(args)
     curves: dict | None = {} if args.plot else None
     with _contenders(args) as contenders:
         if args.pairs:
@@ -224,9 +238,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .evaluate.verify import calibrate
 
     settings = _settings(args)
+    if args.visits:
+        return _calibrate_visits(args, settings)
     with _contenders(args) as (ours, *_):
         result = calibrate(Path(args.dataset), ours, args.fmr, gallery_size=args.gallery_size,
-                           templates=args.templates)
+                           templates=args.templates, scoring=settings.match.scoring)
     if args.write:
         from .config import save_settings
 
@@ -234,6 +250,32 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             "threshold": result["threshold"], "target_fmr": args.fmr, "calibrated_on": result["dataset"],
             "calibrated_at": result["date"], "impostor_comparisons": result["impostor_comparisons"],
             "calibrated_gallery_size": args.gallery_size, "calibrated_templates": args.templates})
+        save_settings(settings.model_copy(update={"match": match}), Path(args.write))
+        result["written_to"] = str(args.write)
+    _emit(result, args.json)
+    return 0
+
+
+def _calibrate_visits(args: argparse.Namespace, settings) -> int:
+    from .evaluate.verify import embedded_set
+    from .evaluate.visits import VisitPlan, calibrate_visits, clip_visits, embed_clips, stranger_still_visits
+
+    if settings.match.scoring != "centroid":
+        raise ConfigError("calibrate --visits scores subjects by the mean of their templates (match.scoring centroid)")
+    plan = VisitPlan(visits=args.visits, gallery_size=args.gallery_size, templates=args.templates)
+    with _contenders(args) as (ours, *_):
+        ids, vecs = embedded_set(Path(args.dataset), ours)
+        extra = []
+        for folder in filter(None, (args.strangers or "").split(",")):
+            extra += stranger_still_visits(*embedded_set(Path(folder), ours), plan)
+        if args.clips:
+            extra += clip_visits(embed_clips(Path(args.clips), ours.embed), args.visits)
+    result = {"dataset": Path(args.dataset).name, "embedder": ours.model,
+              **calibrate_visits(ids, vecs, args.fmr, plan, extra)}
+    if args.write:
+        from .config import save_settings
+
+        match = settings.match.model_copy(update={"visit_threshold": result["threshold"]})
         save_settings(settings.model_copy(update={"match": match}), Path(args.write))
         result["written_to"] = str(args.write)
     _emit(result, args.json)
@@ -308,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = sp.add_mutually_exclusive_group(required=True)
     src.add_argument("--pairs", help="LFW-format pairs file")
     src.add_argument("--dataset", help="folder with labels.csv (file,identity)")
+    src.add_argument("--clips", help="folder of video clips with labels.csv (file,identity): each replayed "
+                     "through the door (recognizer, liveness, policy) on the video's clock")
+    sp.add_argument("--enrol", help="with --clips: labelled folder (file,identity) of stills or frames to enrol")
     sp.add_argument("--root", help="image root for --pairs: ROOT/name/name_000n.jpg")
     sp.add_argument("--reference", choices=["dlib"], help="also run dlib's own pipeline on the same images")
     sp.add_argument("--also", help="more of our embedders to report, e.g. float16,float32")
@@ -323,6 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--templates", type=int, default=1,
                     help="templates per enrolled subject (the kiosk takes 5): a comparison is then a probe "
                     "against one subject's templates, as the gallery decides")
+    sp.add_argument("--visits", type=int, default=0,
+                    help="calibrate the visit threshold instead: a visit is the mean descriptor of this many "
+                    "frames (images of one identity; runs of --clips frames); FMR is per stranger visit")
+    sp.add_argument("--strangers", help="with --visits: more labelled still folders (comma-separated) whose "
+                    "identities are only ever strangers")
+    sp.add_argument("--clips", help="with --visits: a folder of video clips whose frame runs are stranger visits")
     sp.add_argument("--write", help="write the threshold, data set and date into this config file")
     sp.set_defaults(also=None)
     sp = add("eval-liveness", cmd_eval_liveness, "presentation-attack detection in ISO/IEC 30107-3 terms")

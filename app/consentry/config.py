@@ -71,9 +71,19 @@ class TrackingConfig(_Strict):
     min_iou: float = Field(0.3, gt=0, lt=1, description="Box overlap that continues a track.")
     max_missed: int = Field(5, ge=0, description="Frames a track survives without being seen.")
     recheck_frames: int = Field(15, ge=1, description="Frames between re-embeddings of a decided track.")
-    evidence_k: int = Field(3, ge=1, description="Matching frames needed (k of n) before a track is a "
-                            "subject; 1 for a single photo.")
-    evidence_n: int = Field(5, ge=1, description="Window of embedded frames the k votes are counted in.")
+    evidence_k: int = Field(3, ge=1, description="Good frames a visit needs before its mean descriptor can "
+                            "decide; 1 for a single photo.")
+    evidence_n: int = Field(8, ge=1, description="The most recent good frames whose mean descriptor a visit "
+                            "is scored on (the buffer that holds them is zeroed at the decision).")
+    visit_seconds: float = Field(3.0, gt=0, le=60, description="A visit without a match is `unknown` this long "
+                                 "after its first good frame (its descriptors are zeroed then); it re-opens when "
+                                 "the face grows by visit_regrow or a slow re-check frame matches.")
+    visit_stall_frames: int = Field(12, ge=1, le=300, description="A visit settles early when its face has not "
+                                    "grown by 5 % over this many good frames (the person stopped approaching).")
+    visit_regrow: float = Field(1.25, gt=1, le=4, description="A settled unknown track whose face width reaches "
+                                "this multiple of its width at settling starts a new visit.")
+    max_embeds_per_frame: int = Field(3, ge=1, le=50, description="Faces embedded per frame at most (largest "
+                                      "and most central first), so a crowd cannot saturate the Pi.")
 
     @model_validator(mode="after")
     def _k_le_n(self) -> TrackingConfig:
@@ -87,6 +97,13 @@ class MatchConfig(_Strict):
                              "enrolled subject. Default: `consentry calibrate --templates 5` on the shared CelebA "
                              "set for FMR 1e-3 per attempt against 10 subjects enrolled with 5 templates each "
                              "(1e-4 per subject); see docs/thresholds.md. dlib's published 0.6 is FMR ~1e-2 there.")
+    visit_threshold: float | None = Field(None, gt=0, lt=2, description="L2 distance of a visit's mean "
+                                          "descriptor that can be a match (None: `threshold`). Written by "
+                                          "`consentry calibrate --visits`.")
+    scoring: Literal["centroid", "nearest"] = Field("centroid", description="How a subject's templates are "
+                                                    "scored: distance to their mean (centroid) or to the nearest "
+                                                    "one. Measured in docs/thresholds.md; the threshold belongs to "
+                                                    "the rule it was calibrated with.")
     margin: float = Field(0.0, ge=0, lt=1, description="In 1:N search the best subject must be closer than "
                           "the second-best subject by at least this L2 distance, else `unknown`.")
     target_fmr: float | None = Field(1e-3, gt=0, lt=1, description="False-match rate per attempt the "

@@ -30,17 +30,26 @@ class UnknownSubject(ConsentryError, KeyError):
     """A 1:1 claim named a subject that has no template in the gallery."""
 
 
+Scoring = Literal["centroid", "nearest"]
+
+
 @dataclass(frozen=True)
 class MatchPolicy:
     """threshold: largest L2 distance (dlib metric) that can be a match.
-    margin: how much closer (L2) the best subject must be than the second-best subject."""
+    margin: how much closer (L2) the best subject must be than the second-best subject.
+    scoring: how a subject's templates are scored: ``centroid`` (distance to the mean of the
+    subject's templates; measured best on the shared still sets, docs/thresholds.md) or
+    ``nearest`` (the minimum over the templates)."""
 
     threshold: float = 0.6
     margin: float = 0.0
+    scoring: Scoring = "centroid"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 2.0 or not 0.0 <= self.margin < 1.0:
             raise ConfigError(f"bad match policy: threshold {self.threshold}, margin {self.margin}")
+        if self.scoring not in ("centroid", "nearest"):
+            raise ConfigError(f"bad match scoring {self.scoring!r}: centroid or nearest")
 
 
 @dataclass(frozen=True)
@@ -49,7 +58,7 @@ class Decision:
 
     decision: ``match`` or ``unknown``.
     subject: the pseudonymous id matched (1:N) or claimed (1:1); None for an unknown 1:N face.
-    distance: L2 distance to ``subject``'s nearest template; None whenever ``subject`` is None,
+    distance: L2 distance to ``subject``'s templates (as the policy scores them); None whenever ``subject`` is None,
     so nothing measured on a stranger is ever reported.
     """
 
@@ -76,7 +85,7 @@ def _locked(method):
 
 
 def policy_from_config(cfg: MatchConfig) -> MatchPolicy:
-    return MatchPolicy(threshold=cfg.threshold, margin=cfg.margin)
+    return MatchPolicy(threshold=cfg.threshold, margin=cfg.margin, scoring=cfg.scoring)
 
 
 class Gallery:
@@ -104,6 +113,8 @@ class Gallery:
         self._subjects: list[str] = []       # one per subject, in row-group order
         self._subject_set: frozenset[str] = frozenset()
         self._starts = np.zeros(0, np.intp)  # first row of each subject
+        self._centroids = np.zeros((0, DIM), np.float32)
+        self._c_norms = np.zeros(0, np.float32)
         self._scratch = np.zeros(0, np.float32)
         self._per_subject = np.zeros(0, np.float32)
         self._query = np.zeros(DIM, np.float32)
@@ -171,8 +182,14 @@ class Gallery:
         self._subjects = list(groups)
         self._subject_set = frozenset(groups)
         self._starts = np.cumsum([0] + [len(v) for v in groups.values()])[:-1].astype(np.intp)
+        old_centroids = self._centroids
+        self._centroids = np.zeros((len(groups), DIM), np.float32)
+        for k, vecs in enumerate(groups.values()):
+            np.mean(np.stack(vecs), axis=0, out=self._centroids[k])
+        self._c_norms = np.einsum("ij,ij->i", self._centroids, self._centroids)
         self._scratch = np.zeros(len(rows), np.float32)
         self._per_subject = np.zeros(len(groups), np.float32)
+        old_centroids.fill(0)
         old.fill(0)  # the replaced matrix may be a removed subject's only copy in memory
         for vecs in groups.values():
             for v in vecs:
@@ -188,6 +205,20 @@ class Gallery:
         out += self._sq_norms[rows]
         return out
 
+    def _per_subject_partial(self, query: np.ndarray) -> np.ndarray:
+        """|g|² - 2 g·q per subject under the policy's scoring, in owned scratch."""
+        if self.policy.scoring == "centroid":
+            out = self._per_subject
+            np.multiply(query, -2.0, out=self._query)
+            np.matmul(self._centroids, self._query, out=out)
+            out += self._c_norms
+            return out
+        partial = self._partial(query, slice(None))
+        if len(self._subjects) == len(self):
+            return partial
+        np.minimum.reduceat(partial, self._starts, out=self._per_subject)
+        return self._per_subject
+
     def _check(self, query: np.ndarray, model: str) -> np.ndarray:
         if model != self.model:
             raise ConfigError(f"embedding from {model} cannot be compared with {self.model} templates")
@@ -200,17 +231,14 @@ class Gallery:
         return q
 
     @_locked
-    def identify(self, query: np.ndarray, model: str) -> Decision:
-        """1:N: the enrolled subject this face is, or ``unknown``."""
+    def identify(self, query: np.ndarray, model: str, threshold: float | None = None) -> Decision:
+        """1:N: the enrolled subject this face is, or ``unknown``. ``threshold`` replaces the
+        policy's (a visit's mean descriptor has its own, calibrated per visit)."""
         q = self._check(query, model)
         if not self._subjects:
             return UNKNOWN
         try:
-            partial = self._partial(q, slice(None))
-            per = partial
-            if len(self._subjects) != len(self):  # several templates per subject: their minimum
-                per = self._per_subject
-                np.minimum.reduceat(partial, self._starts, out=per)
+            per = self._per_subject_partial(q)
             qq = float(q @ q)
             first = int(np.argmin(per))
             best = math.sqrt(max(float(per[first]) + qq, 0.0))
@@ -218,7 +246,7 @@ class Gallery:
             if per.size > 1:
                 per[first] = np.inf  # scratch: the runner-up is the minimum of the rest
                 second = math.sqrt(max(float(per.min()) + qq, 0.0))
-            return self._decide(self._subjects[first], best, second, named=False)
+            return self._decide(self._subjects[first], best, second, named=False, threshold=threshold)
         finally:
             self.wipe()
 
@@ -230,9 +258,13 @@ class Gallery:
         idx = self._subjects.index(subject)
         q = self._check(query, model)
         try:
-            end = self._starts[idx + 1] if idx + 1 < len(self._starts) else len(self)
-            partial = self._partial(q, slice(int(self._starts[idx]), int(end)))
-            best = math.sqrt(max(float(partial.min()) + float(q @ q), 0.0))
+            if self.policy.scoring == "centroid":
+                c = self._centroids[idx]
+                best = math.sqrt(max(float(self._c_norms[idx] - 2.0 * (c @ q) + q @ q), 0.0))
+            else:
+                end = self._starts[idx + 1] if idx + 1 < len(self._starts) else len(self)
+                partial = self._partial(q, slice(int(self._starts[idx]), int(end)))
+                best = math.sqrt(max(float(partial.min()) + float(q @ q), 0.0))
             return self._decide(subject, best, None, named=True)
         finally:
             self.wipe()
@@ -244,9 +276,11 @@ class Gallery:
         self.remove(subject)
         return False
 
-    def _decide(self, subject: str, best: float, second: float | None, *, named: bool) -> Decision:
+    def _decide(self, subject: str, best: float, second: float | None, *, named: bool,
+                threshold: float | None = None) -> Decision:
         policy = self.policy
-        if best <= policy.threshold and (second is None or second - best >= policy.margin):
+        limit = policy.threshold if threshold is None else threshold
+        if best <= limit and (second is None or second - best >= policy.margin):
             if not named and not self._enrolled(subject):
                 return UNKNOWN
             return Decision("match", subject, round(best, 4))

@@ -1,4 +1,4 @@
-"""Frame → per-track verdicts: track, gate, embed, match 1:N, accumulate k-of-n evidence.
+"""Frame → per-track verdicts: track, gate, embed, and decide each track on its visit.
 
 Every buffer that held a face (chip, quality patch, embedding slots, distance scratch) is
 zeroed before :meth:`Recognizer.step` returns, whatever the verdict.
@@ -6,14 +6,16 @@ zeroed before :meth:`Recognizer.step` returns, whatever the verdict.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..config import Settings
 from ..match import Gallery, policy_from_config
-from ..vision.tracking import FaceTracker
-from .evidence import Evidence, EvidenceOptions, State
+from ..vision.tracking import FaceTracker, Observation
+from .visit import State, Visit, VisitOptions
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,7 @@ class TrackResult:
     state / subject / distance: the track's verdict (subject and distance only on ``match``).
     reasons: quality gates the face failed this frame (empty when it passed or was not measured:
     a settled track between re-checks is not gated).
-    embedded: whether this frame's face was embedded and voted.
+    embedded: whether this frame's face was embedded (and added to its visit or re-checked).
     mesh: (468, 3) frame-pixel mesh points, only on a ``match`` (for the liveness cues); None
     for every other face, so nothing about a stranger's face leaves the recognizer.
     """
@@ -40,13 +42,19 @@ class TrackResult:
 
 
 class Recognizer:
-    def __init__(self, tracker: FaceTracker, gallery: Gallery, evidence: EvidenceOptions | None = None) -> None:
+    """Tracks → visits → verdicts. ``clock`` (seconds) times the visit budget; :meth:`step`
+    takes an explicit ``now`` for replays that run on the video's own time."""
+
+    def __init__(self, tracker: FaceTracker, gallery: Gallery, visit: VisitOptions | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.tracker = tracker
         self.gallery = gallery
-        self.evidence_options = evidence or EvidenceOptions()
-        self._evidence: dict[int, Evidence] = {}
+        self.visit_options = visit or VisitOptions()
+        self.clock = clock
+        self._visits: dict[int, Visit] = {}
 
     def close(self) -> None:
+        self.wipe_visits()
         self.tracker.pipeline.close()
         self.gallery.close()
 
@@ -56,34 +64,56 @@ class Recognizer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def step(self, frame: np.ndarray) -> list[TrackResult]:
+    def visits(self) -> dict[int, Visit]:
+        """Live visits by track id (tests read their buffers)."""
+        return dict(self._visits)
+
+    def wipe_visits(self) -> None:
+        for visit in self._visits.values():
+            visit.wipe()
+        self._visits.clear()
+
+    def step(self, frame: np.ndarray, now: float | None = None) -> list[TrackResult]:
+        now = self.clock() if now is None else now
         try:
-            observations = self.tracker.process(frame)
-            results = []
-            for obs in observations:
-                evidence = self._evidence.setdefault(obs.track_id, Evidence(self.evidence_options))
-                if obs.embedding is not None:
-                    verdict = evidence.add(self.gallery.identify(obs.embedding.vector, obs.embedding.model))
-                    self.tracker.settle(obs.track_id, verdict.state != "pending")
-                else:
-                    verdict = evidence.verdict()
-                if verdict.subject is not None and verdict.subject not in self.gallery:
-                    # Revoked since these votes were cast: a track's evidence is a cache too,
-                    # and a revoked subject must never be granted from it.
-                    evidence.forget(verdict.subject)
-                    verdict = evidence.verdict()
-                    self.tracker.settle(obs.track_id, False)
-                reasons = obs.quality.reasons if obs.quality else ()
-                mesh = obs.face.landmarks.mesh if verdict.state == "match" else None
-                results.append(TrackResult(obs.track_id, obs.face.detection.box, verdict.state,
-                                           verdict.subject, verdict.distance, reasons, obs.embedding is not None,
-                                           mesh))
-            for gone in set(self._evidence) - set(self.tracker.tracks):
-                del self._evidence[gone]
+            results = [self._decide(obs, now) for obs in self.tracker.process(frame)]
+            for gone in set(self._visits) - set(self.tracker.tracks):
+                self._visits.pop(gone).wipe()  # the track left: its descriptors go with it
             return results
         finally:
             self.tracker.wipe()
             self.gallery.wipe()
+
+    def _decide(self, obs: Observation, now: float) -> TrackResult:
+        visit = self._visits.setdefault(obs.track_id, Visit(self.visit_options))
+        box = obs.face.detection.box
+        width = float(box[2] - box[0])
+        if visit.grew(width):
+            visit.reopen()
+        if obs.embedding is not None:
+            vector, model = obs.embedding.vector, obs.embedding.model
+            if not visit.open and visit.recheck(self.gallery.identify(vector, model)):
+                visit.reopen()
+            verdict = visit.add(vector, model, width, now, self.gallery) if visit.open else visit.verdict
+        else:
+            verdict = visit.verdict
+        if verdict.subject is not None and verdict.subject not in self.gallery:
+            # Revoked since the visit decided: a track's verdict is a cache too, and a revoked
+            # subject must never be granted from it.
+            visit.reopen()
+            verdict = visit.verdict
+        self.tracker.settle(obs.track_id, not visit.open)
+        reasons = obs.quality.reasons if obs.quality else ()
+        mesh = obs.face.landmarks.mesh if verdict.state == "match" else None
+        return TrackResult(obs.track_id, box, verdict.state, verdict.subject, verdict.distance, reasons,
+                           obs.embedding is not None, mesh)
+
+
+def visit_options(settings: Settings) -> VisitOptions:
+    cfg = settings.tracking
+    return VisitOptions(threshold=settings.match.visit_threshold, min_frames=cfg.evidence_k, frames=cfg.evidence_n,
+                        budget_s=cfg.visit_seconds, stall_frames=max(cfg.visit_stall_frames, cfg.evidence_k),
+                        grow=cfg.visit_regrow)
 
 
 def recognizer_from_settings(settings: Settings, gallery: Gallery | None = None) -> Recognizer:
@@ -92,5 +122,4 @@ def recognizer_from_settings(settings: Settings, gallery: Gallery | None = None)
 
     tracker = tracker_from_settings(settings)
     gallery = gallery or Gallery(tracker.pipeline.embedder.name, policy_from_config(settings.match))
-    cfg = settings.tracking
-    return Recognizer(tracker, gallery, EvidenceOptions(cfg.evidence_k, cfg.evidence_n))
+    return Recognizer(tracker, gallery, visit_options(settings))

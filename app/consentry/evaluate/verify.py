@@ -202,10 +202,12 @@ def pair_scores(ids: np.ndarray, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return d[same], d[~same]
 
 
-def subject_scores(ids: np.ndarray, vecs: np.ndarray, templates: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def subject_scores(ids: np.ndarray, vecs: np.ndarray, templates: int, seed: int = 0,
+                   scoring: str = "centroid") -> tuple[np.ndarray, np.ndarray]:
     """(genuine, impostor) scores as the appliance sees them when each subject is enrolled
-    with ``templates`` images: the distance from a probe to a subject is the minimum over
-    that subject's templates. Identities with fewer than templates + 1 images are probes only."""
+    with ``templates`` images: the distance from a probe to a subject is the distance to the
+    mean of that subject's templates (``centroid``) or the minimum over them (``nearest``).
+    Identities with fewer than templates + 1 images are probes only."""
     rng = np.random.default_rng(seed)
     owner, rows = [], []
     for name in sorted(set(ids)):
@@ -215,9 +217,13 @@ def subject_scores(ids: np.ndarray, vecs: np.ndarray, templates: int, seed: int 
             rows.append(mine[:templates])
     if not owner:
         raise EvaluationError(f"no identity has more than {templates} images")
-    gallery = vecs[np.concatenate(rows)]
-    d = np.linalg.norm(vecs[:, None, :] - gallery[None, :, :], axis=2).reshape(len(ids), len(owner), templates)
-    per_subject = d.min(axis=2)                                     # (images, subjects)
+    if scoring == "centroid":
+        centroids = np.stack([vecs[r].mean(axis=0) for r in rows])
+        per_subject = np.linalg.norm(vecs[:, None, :] - centroids[None, :, :], axis=2)  # (images, subjects)
+    else:
+        gallery = vecs[np.concatenate(rows)]
+        d = np.linalg.norm(vecs[:, None, :] - gallery[None, :, :], axis=2).reshape(len(ids), len(owner), templates)
+        per_subject = d.min(axis=2)
     is_template = np.zeros((len(ids), len(owner)), bool)
     for s, r in enumerate(rows):
         is_template[r, s] = True
@@ -225,8 +231,15 @@ def subject_scores(ids: np.ndarray, vecs: np.ndarray, templates: int, seed: int 
     return per_subject[same & ~is_template], per_subject[~same]
 
 
+def embedded_set(folder: Path, contender: Contender, quiet: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(identities, vectors) of the images of a labelled folder that gave a face."""
+    rows = read_labels(folder)
+    emb = embed_paths(contender.embed, [p for p, _ in rows], contender.name, quiet=quiet)
+    return np.asarray([i for _, i in rows])[emb.ok], emb.vectors[emb.ok]
+
+
 def calibrate(folder: Path, contender: Contender, fmr: float, gallery_size: int = 1, templates: int = 1,
-              quiet: bool = False) -> dict:
+              quiet: bool = False, scoring: str = "centroid") -> dict:
     """The threshold for ``fmr`` per attempt on a labelled folder.
 
     A 1:N attempt against ``gallery_size`` subjects gets N chances to false-match, so the
@@ -237,13 +250,14 @@ def calibrate(folder: Path, contender: Contender, fmr: float, gallery_size: int 
     emb = embed_paths(contender.embed, [p for p, _ in rows], contender.name, quiet=quiet)
     ids = np.asarray([i for _, i in rows])[emb.ok]
     vecs = emb.vectors[emb.ok]
-    gen, imp = pair_scores(ids, vecs) if templates == 1 else subject_scores(ids, vecs, templates)
+    gen, imp = pair_scores(ids, vecs) if templates == 1 else subject_scores(ids, vecs, templates, scoring=scoring)
     per_comparison = fmr / gallery_size
     threshold = metrics.threshold_for_fmr(imp, per_comparison)
     min_fmr = metrics.rule_of_three(int(imp.size))
     return {
         "dataset": Path(folder).name, "embedder": contender.model, "date": dt.date.today().isoformat(),
         "fmr": fmr, "gallery_size": gallery_size, "templates_per_subject": templates,
+        "scoring": scoring if templates > 1 else "pairs",
         "fmr_per_comparison": per_comparison, "threshold": round(threshold, 4),
         "fnmr": round(1.0 - metrics.rate_at_or_below(gen, threshold), 4),
         "measured_fmr": round(metrics.rate_at_or_below(imp, threshold), 6),

@@ -22,7 +22,8 @@ def pipeline_from_config(cfg: VisionConfig, quality: QualityConfig | None = None
 
 
 def tracking_options(cfg: TrackingConfig) -> TrackingOptions:
-    return TrackingOptions(min_iou=cfg.min_iou, max_missed=cfg.max_missed, recheck_frames=cfg.recheck_frames)
+    return TrackingOptions(min_iou=cfg.min_iou, max_missed=cfg.max_missed, recheck_frames=cfg.recheck_frames,
+                           max_embeds=cfg.max_embeds_per_frame)
 
 
 def tracker_from_settings(settings: Settings) -> FaceTracker:

@@ -22,11 +22,13 @@ from .types import Embedding
 @dataclass(frozen=True)
 class TrackingOptions:
     """min_iou: box overlap that continues a track. max_missed: frames a track survives
-    unseen. recheck_frames: frames between embeddings of a settled track."""
+    unseen. recheck_frames: frames between embeddings of a settled track. max_embeds: faces
+    gated and embedded per frame at most, largest and most central first (the others wait)."""
 
     min_iou: float = 0.3
     max_missed: int = 5
     recheck_frames: int = 15
+    max_embeds: int = 3
 
 
 @dataclass
@@ -79,10 +81,11 @@ class FaceTracker:
         t1 = time.perf_counter()
         assigned = self._assign(faces)
         self._expire()
+        chosen = self._embed_budget(assigned, image.shape[1], image.shape[0])
         out, gate_s, embed_s = [], 0.0, 0.0
         for slot, (face, track) in enumerate(assigned):
             g0 = time.perf_counter()
-            quality = self.pipeline.assess(image, face) if self._needs_embedding(track) else None
+            quality = self.pipeline.assess(image, face) if track.id in chosen else None
             g1 = time.perf_counter()
             embedding = None
             if quality is not None and quality.ok:
@@ -101,6 +104,16 @@ class FaceTracker:
 
     def wipe(self) -> None:
         self.pipeline.wipe()
+
+    def _embed_budget(self, assigned: list[tuple[Face, Track]], width: int, height: int) -> set[int]:
+        """Ids of the tracks embedded this frame: those that need it, largest face first, then
+        the most central, at most ``max_embeds``."""
+        def rank(pair: tuple[Face, Track]) -> tuple[float, float]:
+            x1, y1, x2, y2 = pair[0].detection.box[:4]
+            off = ((x1 + x2 - width) / 2.0) ** 2 + ((y1 + y2 - height) / 2.0) ** 2
+            return -(x2 - x1) * (y2 - y1), off
+        wanted = sorted((p for p in assigned if self._needs_embedding(p[1])), key=rank)
+        return {track.id for _, track in wanted[: self.options.max_embeds]}
 
     def _needs_embedding(self, track: Track) -> bool:
         if not track.settled or track.last_embedded is None:

@@ -68,6 +68,7 @@ poll('/api/kiosk', s=>{const el=document.getElementById('status');
  else if(s.decision==='granted'){el.className='big granted';el.textContent='Access granted';}
  else if(s.decision==='unknown'){el.className='big unknown';el.textContent='Not recognised';}
  else if(s.decision==='denied'){el.className='big unknown';el.textContent='Not accepted: please ask staff';}
+ else if(s.advice){el.className='big';el.textContent=s.advice;}
  else {el.className='big';el.textContent='Look at the camera';}}, 400);
 """
 

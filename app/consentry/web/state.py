@@ -72,6 +72,7 @@ class KioskState:
         self.forget: Forget | None = None
         self.health: dict = {}
         self.prompt: str | None = None  # what a liveness challenge asks the person at the door to do
+        self.advice: str | None = None  # why the face in view cannot be used yet ("Come a little closer")
 
     def record_decision(self, decision: str) -> None:
         with self.lock:
@@ -81,7 +82,17 @@ class KioskState:
         with self.lock:
             recent = self.decision if self.decision and time.time() - self.decision["at"] < 4.0 else None
             mode = "enrolling" if self.capture and self.capture.state == "capturing" else "idle"
-            return {"decision": recent["decision"] if recent else None, "mode": mode, "prompt": self.prompt}
+            return {"decision": recent["decision"] if recent else None, "mode": mode, "prompt": self.prompt,
+                    "advice": self.advice}
+
+    def advise(self, results) -> None:
+        """Advice for the largest undecided face in view that a quality gate refused (its first
+        reason), or none. Only the advice text is kept: no box, no figure."""
+        waiting = [r for r in results if r.state != "match" and r.reasons]
+        largest = max(waiting, key=lambda r: r.box[2] - r.box[0], default=None)
+        advice = ADVICE.get(largest.reasons[0]) if largest is not None else None
+        with self.lock:
+            self.advice = advice
 
     def set_prompt(self, prompt: str | None) -> None:
         with self.lock:

@@ -1,0 +1,145 @@
+"""Visit-level evidence: a track decides on the mean descriptor of its good frames.
+
+One frame is one still photo's worth of evidence; a person walking up to a door gives many.
+A track keeps the descriptors of its most recent good frames in an owned, bounded buffer and
+asks the gallery about their mean (noise in single frames averages out; measured in
+docs/thresholds.md). The buffer is the only place a stranger's descriptors outlive a frame:
+it is zeroed the moment the visit is decided (match or unknown for good), when its budget
+runs out, and when the track leaves the frame, so a stranger's descriptor exists for at most
+``budget_s`` plus one frame.
+
+An ``unknown`` visit is not final while the person is still approaching: the track is
+re-opened (a fresh buffer and budget) when its face grows markedly, or when a slow re-check
+frame matches on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..match import DIM, Decision, Gallery
+
+State = Literal["pending", "match", "unknown"]
+
+
+@dataclass(frozen=True)
+class VisitOptions:
+    """threshold: L2 distance of a visit's mean descriptor that can be a match (None: the
+    gallery's per-image threshold). min_frames: good frames a visit needs before it can decide.
+    frames: the most recent good frames whose mean descriptor is scored (buffer length).
+    budget_s: seconds from a visit's first good frame after which, still without a match, it
+    is ``unknown`` (settled).
+    stall_frames: a visit whose face has not grown by ``grow_stall`` over this many good frames
+    (the person stopped approaching) settles early. grow: a settled ``unknown`` track whose face
+    width reaches this multiple of its width at settling is re-opened."""
+
+    threshold: float | None = None
+    min_frames: int = 3
+    frames: int = 8
+    budget_s: float = 3.0
+    stall_frames: int = 12
+    grow_stall: float = 1.05
+    grow: float = 1.25
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_frames <= self.frames:
+            raise ConfigError(f"a visit needs 1 <= min_frames <= frames, got {self.min_frames}, {self.frames}")
+        if self.stall_frames < self.min_frames:
+            raise ConfigError("stall_frames must be at least min_frames")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """state: ``pending`` while the visit collects frames, ``match`` when the mean descriptor of
+    its frames is an enrolled subject, ``unknown`` once its budget ran out without one.
+    subject / distance: only for ``match`` (distance: L2 of the visit's mean descriptor to the
+    subject). frames: good frames behind the current visit (0 once its buffer is zeroed)."""
+
+    state: State
+    subject: str | None = None
+    distance: float | None = None
+    frames: int = 0
+
+
+PENDING = Verdict("pending")
+
+
+class Visit:
+    """The evidence of one track. Holds descriptors only while undecided; never a score about a
+    stranger (the gallery answers ``unknown`` with no figures)."""
+
+    def __init__(self, options: VisitOptions) -> None:
+        self.options = options
+        self._buf = np.zeros((options.frames, DIM), np.float32)
+        self._mean = np.zeros(DIM, np.float32)
+        self._count = 0       # good frames added to this visit
+        self._started: float | None = None
+        self._widths: list[float] = []
+        self._settled_width: float | None = None
+        self.verdict = PENDING
+
+    def buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """The owned descriptor buffers (exposed so tests can prove they are zeroed)."""
+        return self._buf, self._mean
+
+    @property
+    def open(self) -> bool:
+        return self.verdict.state == "pending"
+
+    def add(self, vector: np.ndarray, model: str, width: float, now: float, gallery: Gallery) -> Verdict:
+        """One good frame's descriptor (face box ``width`` px) into an open visit; the verdict."""
+        if self._started is None:
+            self._started = now
+        self._buf[self._count % self.options.frames] = vector
+        self._count += 1
+        self._widths.append(width)
+        n = min(self._count, self.options.frames)
+        if n >= self.options.min_frames:
+            np.mean(self._buf[:n], axis=0, out=self._mean)
+            decision = gallery.identify(self._mean, model, threshold=self.options.threshold)
+            if decision.matched:
+                return self._close(Verdict("match", decision.subject, decision.distance, n))
+        if now - self._started >= self.options.budget_s or self._stalled():
+            return self._close(Verdict("unknown"), width)
+        self.verdict = Verdict("pending", frames=n)
+        return self.verdict
+
+    def recheck(self, decision: Decision) -> bool:
+        """A settled track's slow re-check (one frame, per-image threshold). True when the visit
+        should re-open: an ``unknown`` track's face matched on its own, or a ``match`` track's
+        face no longer matches its subject (someone else may have stepped into the track)."""
+        if self.verdict.state == "match":
+            return not (decision.matched and decision.subject == self.verdict.subject)
+        return decision.matched
+
+    def grew(self, width: float) -> bool:
+        """A settled ``unknown`` face that is now markedly larger (worth a new visit)."""
+        return (self.verdict.state == "unknown" and self._settled_width is not None
+                and width >= self.options.grow * self._settled_width)
+
+    def reopen(self) -> None:
+        self.wipe()
+        self._started = None
+        self._widths = []
+        self._settled_width = None
+        self.verdict = PENDING
+
+    def wipe(self) -> None:
+        self._buf.fill(0)
+        self._mean.fill(0)
+        self._count = 0
+
+    def _stalled(self) -> bool:
+        k = self.options.stall_frames
+        w = self._widths
+        return len(w) >= k and w[-1] < self.options.grow_stall * min(w[-k:])
+
+    def _close(self, verdict: Verdict, width: float | None = None) -> Verdict:
+        self.wipe()
+        self._settled_width = width
+        self.verdict = verdict
+        return verdict

@@ -1,0 +1,125 @@
+"""Visit-level decisions: the mean descriptor of a track's good frames, its budget, re-opening,
+and the buffer that is the only place a stranger's descriptors outlive a frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from consentry.decide.recognizer import Recognizer
+from consentry.decide.visit import Visit, VisitOptions
+from consentry.errors import ConfigError
+from consentry.match import Decision, Gallery, MatchPolicy
+from consentry.vision.pipeline import largest_face
+from consentry.vision.tracking import FaceTracker, TrackingOptions
+
+MODEL = "dlib_resnet_v1_int8"
+THRESHOLD = 0.42
+
+
+def unit(rng: np.random.Generator) -> np.ndarray:
+    v = rng.standard_normal(128).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(11)
+
+
+def gallery_of(*subjects: tuple[str, np.ndarray]) -> Gallery:
+    g = Gallery(MODEL, MatchPolicy(threshold=THRESHOLD))
+    g.replace(subjects)
+    return g
+
+
+def test_frames_that_each_miss_can_match_as_a_visit(rng):
+    """The held-out failure: every frame a little beyond the per-image threshold, in different
+    directions (frame noise); their mean is close to the subject."""
+    me = unit(rng) * 1.4
+    gallery = gallery_of(("s-me", me), ("s-other", unit(rng) * 1.4))
+    frames = [me + 0.45 * unit(rng) for _ in range(4)]
+    assert all(not gallery.identify(f, MODEL).matched for f in frames)
+    visit = Visit(VisitOptions(min_frames=3, frames=8))
+    verdicts = [visit.add(f, MODEL, 80.0, float(t), gallery) for t, f in enumerate(frames[:3])]
+    assert [v.state for v in verdicts] == ["pending", "pending", "match"]
+    assert verdicts[-1].subject == "s-me" and verdicts[-1].distance < THRESHOLD
+    assert not any(np.any(b) for b in visit.buffers()), "a decided visit keeps no descriptors"
+
+
+def test_a_stranger_visit_ends_unknown_with_no_figures_and_a_zeroed_buffer(rng):
+    gallery = gallery_of(("s-me", unit(rng) * 1.4))
+    visit = Visit(VisitOptions(min_frames=3, frames=8, budget_s=1.0, stall_frames=100))
+    stranger = unit(rng) * 1.4
+    states = []
+    for t in np.arange(0.0, 1.2, 0.1):
+        states.append(visit.add(stranger + 0.1 * unit(rng), MODEL, 80.0 + 10 * t, float(t), gallery))
+        if not visit.open:
+            break
+    last = states[-1]
+    assert (last.state, last.subject, last.distance, last.frames) == ("unknown", None, None, 0)
+    assert all(s.state == "pending" for s in states[:-1]) and len(states) == 11  # budget: 1.0 s
+    assert not any(np.any(b) for b in visit.buffers())
+
+
+def test_a_face_that_stops_approaching_settles_early_and_reopens_when_it_grows(rng):
+    gallery = gallery_of(("s-me", unit(rng) * 1.4))
+    visit = Visit(VisitOptions(min_frames=3, frames=8, budget_s=60.0, stall_frames=5, grow=1.25))
+    stranger = unit(rng) * 1.4
+    for t in range(5):
+        verdict = visit.add(stranger, MODEL, 60.0, float(t), gallery)
+    assert verdict.state == "unknown"
+    assert not visit.grew(70.0) and visit.grew(76.0)
+    visit.reopen()
+    assert visit.open and visit.verdict.state == "pending"
+
+
+def test_rechecks_reopen_a_visit_only_for_a_reason():
+    visit = Visit(VisitOptions())
+    visit.verdict = visit.verdict.__class__("unknown")
+    assert not visit.recheck(Decision("unknown"))
+    assert visit.recheck(Decision("match", "s-a", 0.3))
+    visit.verdict = visit.verdict.__class__("match", "s-a", 0.3)
+    assert not visit.recheck(Decision("match", "s-a", 0.35))
+    assert visit.recheck(Decision("unknown")) and visit.recheck(Decision("match", "s-b", 0.3))
+
+
+def test_bad_visit_options_are_refused():
+    with pytest.raises(ConfigError):
+        VisitOptions(min_frames=4, frames=3)
+    with pytest.raises(ConfigError):
+        VisitOptions(min_frames=4, frames=8, stall_frames=2)
+
+
+def test_a_strangers_visit_buffer_is_zeroed_when_the_track_leaves(pipeline, astronaut):
+    face = largest_face(pipeline.faces(astronaut))
+    her = pipeline.embed(astronaut, face).vector.copy()
+    pipeline.wipe()
+    far = her + 0.8 * unit(np.random.default_rng(1))
+    gallery = gallery_of(("s-far", far))
+    recognizer = Recognizer(FaceTracker(pipeline, TrackingOptions(max_missed=0)), gallery,
+                            VisitOptions(min_frames=3, frames=8, budget_s=60.0))
+    results = [recognizer.step(astronaut, now=float(t))[0] for t in range(2)]
+    assert [r.state for r in results] == ["pending", "pending"]
+    (visit,) = recognizer.visits().values()
+    buf, _ = visit.buffers()
+    assert np.count_nonzero(np.any(buf, axis=1)) == 2  # her two good frames, only here
+    recognizer.step(np.zeros_like(astronaut), now=2.0)
+    recognizer.step(np.zeros_like(astronaut), now=3.0)
+    assert not recognizer.visits() and not np.any(buf), "the track left; its descriptors must be gone"
+    her.fill(0)
+
+
+def test_the_embedding_budget_takes_the_largest_faces_first(pipeline, astronaut):
+    import cv2
+
+    head = astronaut[0:320, 96:416]
+    small = cv2.resize(head, None, fx=0.75, fy=0.75)
+    canvas = np.zeros((320, 640, 3), np.uint8)
+    canvas[:, :320] = head
+    canvas[:240, 400:] = small
+    tracker = FaceTracker(pipeline, TrackingOptions(max_embeds=1))
+    observations = tracker.process(canvas)
+    tracker.wipe()
+    assert len(observations) == 2
+    measured = [o for o in observations if o.quality is not None]
+    assert len(measured) == 1 and measured[0].face.detection.box[0] < 320  # the large face
