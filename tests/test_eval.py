@@ -92,6 +92,31 @@ def test_calibrate_writes_threshold_with_provenance(faces_dir, tmp_path, capsys)
     assert main(["config", "check", str(config)]) == 0
 
 
+def test_calibrate_visits_measures_false_grants_per_stranger_visit_and_writes_the_visit_threshold(
+        faces_dir, tmp_path, capsys):
+    """ORL (40 people x 10 greyscale images): galleries of 30 in rotation, strangers the rest
+    and the bona fide shared clips' frame runs (nobody in them is in ORL)."""
+    config = tmp_path / "consentry.toml"
+    result = run_json(capsys, "calibrate", "--dataset", str(faces_dir / "orl"), "--visits", "--fmr", "1e-2",
+                      "--gallery-size", "30", "--templates", "5", "--json", "--write", str(config))
+    assert result["measured_false_grant_rate"] <= 1e-2
+    assert result["supported"] == (result["min_supported_rate"] <= 1e-2)
+    assert result["stranger_visits"]["calibration_set"] > 0 and result["genuine_visits"] > 0
+    assert 0 <= result["fnmr_per_visit"] <= 1 and (result["min_frames"], result["frames"]) == (3, 8)
+    written = tomllib.loads(config.read_text())["match"]
+    assert written["visit_threshold"] == result["threshold"]
+    assert main(["config", "check", str(config)]) == 0
+
+
+def test_compare_scoring_reports_every_rule_on_the_same_draws(faces_dir, capsys):
+    result = run_json(capsys, "calibrate", "--dataset", str(faces_dir / "orl"), "--compare-scoring",
+                      "--templates", "5", "--json")
+    rules = result["per_subject_comparison"]
+    assert set(rules) == {"nearest", "mean_distance", "centroid"}
+    assert len({r["impostor"] for r in rules.values()}) == 1  # the same comparisons for every rule
+    assert all(0 <= r["1e-3"]["fnmr"] <= 1 for r in rules.values())
+
+
 @pytest.mark.slow
 def test_celeba_accuracy_matches_the_shared_baseline(faces_dir, capsys):
     result = run_json(capsys, "eval", "--dataset", str(faces_dir / "celeba"), "--json")

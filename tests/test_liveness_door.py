@@ -61,8 +61,11 @@ def attack(tmp_path, pipeline, faces_dir, scored, who: str, species: str) -> lis
 
     home, sid = enrolled(tmp_path, pipeline, faces_dir, who)
     frames = list(attack_frames(rgb(faces_dir / "examples" / PEOPLE[who][1]), species, frames=45, seed=3))
-    app = appliance(settings(liveness={"mode": "passive", "challenge_step_s": 1.0}), home,
-                    FakeCamera(frames, fps=30, loop=False))
+    # Recognition is loosened so that the attack is surely recognised as the enrolled person
+    # (a phone screen's colour cast pushes it past the default visit threshold): what must keep
+    # the door shut here is liveness alone.
+    app = appliance(settings(liveness={"mode": "passive", "challenge_step_s": 1.0}, match={"visit_threshold": 0.45}),
+                    home, FakeCamera(frames, fps=30, loop=False))
     app.run(max_frames=len(frames))
     return app.bus.of("event/access")
 

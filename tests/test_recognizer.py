@@ -106,7 +106,7 @@ def test_track_is_embedded_until_settled_then_rechecked_at_the_interval(pipeline
 
 def test_gated_faces_are_never_embedded(pipeline, astronaut):
     blurred = cv2.GaussianBlur(astronaut, (0, 0), 4)
-    small = cv2.resize(astronaut, None, fx=0.4, fy=0.4)
+    small = cv2.resize(astronaut, None, fx=0.3, fy=0.3)
     tracker = FaceTracker(pipeline)
     for image, reason in ((blurred, "blurry"), (small, "too_small")):
         (obs,) = tracker.process(image)

@@ -123,3 +123,27 @@ def test_the_embedding_budget_takes_the_largest_faces_first(pipeline, astronaut)
     assert len(observations) == 2
     measured = [o for o in observations if o.quality is not None]
     assert len(measured) == 1 and measured[0].face.detection.box[0] < 320  # the large face
+
+
+def test_the_kiosk_advises_the_largest_waiting_face_and_keeps_only_the_text():
+    from consentry.decide.recognizer import TrackResult
+    from consentry.web.state import KioskState
+
+    kiosk = KioskState()
+    small = TrackResult(1, (0, 0, 30, 30), "pending", None, None, ("too_small",), False)
+    blurred = TrackResult(2, (0, 0, 90, 90), "pending", None, None, ("blurry",), False)
+    matched = TrackResult(3, (0, 0, 200, 200), "match", "s-a", 0.3, ("pose",), False)
+    kiosk.advise([small])
+    assert kiosk.kiosk_view()["advice"] == "Come a little closer"
+    kiosk.advise([small, blurred, matched])
+    assert kiosk.kiosk_view()["advice"] == "Hold still"
+    kiosk.advise([])
+    assert kiosk.kiosk_view()["advice"] is None
+
+
+def test_a_visit_that_gets_no_more_good_frames_is_closed_when_its_budget_runs_out(rng):
+    gallery = gallery_of(("s-me", unit(rng) * 1.4))
+    visit = Visit(VisitOptions(min_frames=3, frames=8, budget_s=1.0))
+    visit.add(unit(rng) * 1.4, MODEL, 80.0, 0.0, gallery)  # one good frame, then the face turns away
+    assert visit.expire(0.9).state == "pending" and np.any(visit.buffers()[0])
+    assert visit.expire(1.0).state == "unknown" and not np.any(visit.buffers()[0])

@@ -117,6 +117,10 @@ def _bench_frames(args: argparse.Namespace) -> int:
     with pipeline_from_config(vision, settings.quality) as pipeline:
         result = fb.bench_frames(pipeline, frames, clock, gallery_size=args.gallery_size or 1000,
                                  reference=reference)
+        if args.video:
+            from .evaluate.door_bench import door_timing
+
+            result["door"] = door_timing(pipeline, Path(args.video), settings, args.frames)
     if args.gallery_size:
         result["search"] = fb.bench_search(pipeline.embedder.name, args.gallery_size)
     _emit(result, args.json)
@@ -240,6 +244,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.visits:
         return _calibrate_visits(args, settings)
+    if args.compare_scoring:
+        from .evaluate.verify import compare_scoring, embedded_set
+
+        with _contenders(args) as (ours, *_):
+            ids, vecs = embedded_set(Path(args.dataset), ours)
+        _emit({"dataset": Path(args.dataset).name, "templates_per_subject": args.templates,
+               "per_subject_comparison": compare_scoring(ids, vecs, max(args.templates, 2))}, args.json)
+        return 0
     with _contenders(args) as (ours, *_):
         result = calibrate(Path(args.dataset), ours, args.fmr, gallery_size=args.gallery_size,
                            templates=args.templates, scoring=settings.match.scoring)
@@ -262,14 +274,16 @@ def _calibrate_visits(args: argparse.Namespace, settings) -> int:
 
     if settings.match.scoring != "centroid":
         raise ConfigError("calibrate --visits scores subjects by the mean of their templates (match.scoring centroid)")
-    plan = VisitPlan(visits=args.visits, gallery_size=args.gallery_size, templates=args.templates)
+    cfg = settings.tracking
+    plan = VisitPlan(min_frames=cfg.evidence_k, frames=cfg.evidence_n, clip_frames=round(cfg.visit_seconds * 15),
+                     gallery_size=args.gallery_size, templates=args.templates)
     with _contenders(args) as (ours, *_):
         ids, vecs = embedded_set(Path(args.dataset), ours)
         extra = []
         for folder in filter(None, (args.strangers or "").split(",")):
             extra += stranger_still_visits(*embedded_set(Path(folder), ours), plan)
         if args.clips:
-            extra += clip_visits(embed_clips(Path(args.clips), ours.embed), args.visits)
+            extra += clip_visits(embed_clips(Path(args.clips), ours.embed), plan.clip_frames)
     result = {"dataset": Path(args.dataset).name, "embedder": ours.model,
               **calibrate_visits(ids, vecs, args.fmr, plan, extra)}
     if args.write:
@@ -368,9 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--templates", type=int, default=1,
                     help="templates per enrolled subject (the kiosk takes 5): a comparison is then a probe "
                     "against one subject's templates, as the gallery decides")
-    sp.add_argument("--visits", type=int, default=0,
-                    help="calibrate the visit threshold instead: a visit is the mean descriptor of this many "
-                    "frames (images of one identity; runs of --clips frames); FMR is per stranger visit")
+    sp.add_argument("--visits", action="store_true",
+                    help="calibrate match.visit_threshold instead: visits decided as the door decides them "
+                    "(tracking.evidence_k/evidence_n), from images of one identity and from runs of --clips "
+                    "frames (tracking.visit_seconds at 15 fps); the rate is per stranger visit")
+    sp.add_argument("--compare-scoring", action="store_true",
+                    help="report threshold and FNMR per rate for each way of scoring a subject's --templates "
+                    "(nearest, mean distance, centroid) instead of calibrating")
     sp.add_argument("--strangers", help="with --visits: more labelled still folders (comma-separated) whose "
                     "identities are only ever strangers")
     sp.add_argument("--clips", help="with --visits: a folder of video clips whose frame runs are stranger visits")

@@ -55,8 +55,11 @@ class VisionConfig(_Strict):
 
 
 class QualityConfig(_Strict):
-    min_face_px: float = Field(60.0, ge=20, description="Smallest face box width in pixels that is embedded "
-                               "(the chip is 150 px; smaller faces lose detail).")
+    min_face_px: float = Field(40.0, ge=20, description="Smallest face box width in pixels that is embedded. "
+                               "Measured on CelebA faces scaled to 36-72 px (docs/thresholds.md): genuine distances "
+                               "grow slowly with smaller faces and stranger distances do not shrink; 40 px is a face "
+                               "at about 2.5 m in the 640x480 detection stream, and 43-54 px faces of 320x240 video "
+                               "are embedded.")
     min_inside: float = Field(0.95, gt=0, le=1, description="Fraction of the face box that must be inside "
                               "the frame.")
     min_sharpness: float = Field(30.0, ge=0, description="Variance of the Laplacian of the 96x96 grey face "
@@ -93,13 +96,17 @@ class TrackingConfig(_Strict):
 
 
 class MatchConfig(_Strict):
-    threshold: float = Field(0.4202, gt=0, lt=2, description="L2 distance at or below which a face is an "
-                             "enrolled subject. Default: `consentry calibrate --templates 5` on the shared CelebA "
-                             "set for FMR 1e-3 per attempt against 10 subjects enrolled with 5 templates each "
-                             "(1e-4 per subject); see docs/thresholds.md. dlib's published 0.6 is FMR ~1e-2 there.")
-    visit_threshold: float | None = Field(None, gt=0, lt=2, description="L2 distance of a visit's mean "
-                                          "descriptor that can be a match (None: `threshold`). Written by "
-                                          "`consentry calibrate --visits`.")
+    threshold: float = Field(0.3978, gt=0, lt=2, description="L2 distance of one image's descriptor to a "
+                             "subject (the mean of its templates) at or below which it is that subject: stills "
+                             "(identify, checkout verification) and the door's slow re-checks. Default: `consentry "
+                             "calibrate --templates 5` on the shared CelebA set for FMR 1e-3 per attempt against 10 "
+                             "subjects enrolled with 5 templates each (1e-4 per subject); see docs/thresholds.md.")
+    visit_threshold: float | None = Field(0.2982, gt=0, lt=2, description="L2 distance of a visit's mean "
+                                          "descriptor to a subject at or below which the door grants (None: "
+                                          "`threshold`). Default: `consentry calibrate --visits` on the shared "
+                                          "still sets and clips for at most 1e-3 false grants per stranger visit "
+                                          "against 100 enrolled subjects (measured 0.000998 over 87,144 "
+                                          "stranger-visit searches; docs/thresholds.md).")
     scoring: Literal["centroid", "nearest"] = Field("centroid", description="How a subject's templates are "
                                                     "scored: distance to their mean (centroid) or to the nearest "
                                                     "one. Measured in docs/thresholds.md; the threshold belongs to "
@@ -113,7 +120,7 @@ class MatchConfig(_Strict):
     calibrated_templates: int | None = Field(5, ge=1, description="Templates per subject the calibration "
                                              "assumed (a comparison is a probe against one subject's set).")
     calibrated_on: str | None = Field("celeba", description="Data set the threshold was calibrated on.")
-    calibrated_at: str | None = Field("2026-11-28", description="Date of the calibration (ISO 8601).")
+    calibrated_at: str | None = Field("2026-12-01", description="Date of the calibration (ISO 8601).")
     impostor_comparisons: int | None = Field(142443, ge=0, description="Impostor pairs behind the calibration; "
                                              "3 / this is the smallest FMR it can support.")
 

@@ -90,6 +90,7 @@ class Recognizer:
         width = float(box[2] - box[0])
         if visit.grew(width):
             visit.reopen()
+        visit.expire(now)
         if obs.embedding is not None:
             vector, model = obs.embedding.vector, obs.embedding.model
             if not visit.open and visit.recheck(self.gallery.identify(vector, model)):

@@ -108,6 +108,14 @@ class Visit:
         self.verdict = Verdict("pending", frames=n)
         return self.verdict
 
+    def expire(self, now: float) -> Verdict:
+        """Close an open visit whose budget ran out even if no good frame came (a face turned
+        away keeps its track but adds nothing): its descriptors must not outlive the budget."""
+        if self.open and self._started is not None and now - self._started >= self.options.budget_s:
+            width = self._widths[-1] if self._widths else None
+            return self._close(Verdict("unknown"), width)
+        return self.verdict
+
     def recheck(self, decision: Decision) -> bool:
         """A settled track's slow re-check (one frame, per-image threshold). True when the visit
         should re-open: an ``unknown`` track's face matched on its own, or a ``match`` track's

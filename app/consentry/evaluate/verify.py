@@ -223,7 +223,7 @@ def subject_scores(ids: np.ndarray, vecs: np.ndarray, templates: int, seed: int 
     else:
         gallery = vecs[np.concatenate(rows)]
         d = np.linalg.norm(vecs[:, None, :] - gallery[None, :, :], axis=2).reshape(len(ids), len(owner), templates)
-        per_subject = d.min(axis=2)
+        per_subject = d.mean(axis=2) if scoring == "mean_distance" else d.min(axis=2)
     is_template = np.zeros((len(ids), len(owner)), bool)
     for s, r in enumerate(rows):
         is_template[r, s] = True
@@ -236,6 +236,24 @@ def embedded_set(folder: Path, contender: Contender, quiet: bool = False) -> tup
     rows = read_labels(folder)
     emb = embed_paths(contender.embed, [p for p, _ in rows], contender.name, quiet=quiet)
     return np.asarray([i for _, i in rows])[emb.ok], emb.vectors[emb.ok]
+
+
+SCORINGS = ("nearest", "mean_distance", "centroid")
+
+
+def compare_scoring(ids: np.ndarray, vecs: np.ndarray, templates: int,
+                    rates: Sequence[str] = ("1e-2", "1e-3", "1e-4")) -> dict:
+    """For each way of scoring a subject's templates: the threshold for each false-match rate
+    per subject comparison and the false-non-match rate there (same enrolment draws)."""
+    out = {}
+    for scoring in SCORINGS:
+        gen, imp = subject_scores(ids, vecs, templates, scoring=scoring)
+        rows = {}
+        for rate in rates:
+            t = metrics.threshold_for_fmr(imp, float(rate))
+            rows[rate] = {"threshold": round(t, 4), "fnmr": round(1.0 - metrics.rate_at_or_below(gen, t), 4)}
+        out[scoring] = {**rows, "genuine": int(gen.size), "impostor": int(imp.size)}
+    return out
 
 
 def calibrate(folder: Path, contender: Contender, fmr: float, gallery_size: int = 1, templates: int = 1,

@@ -1,26 +1,28 @@
-"""`consentry calibrate --visits V`: a threshold for a visit's mean descriptor, chosen for a
+"""`consentry calibrate --visits`: a threshold for a visit's mean descriptor, chosen for a
 stated false-grant rate per stranger visit against a gallery of N enrolled subjects.
 
-A visit is what the door decides on: the mean descriptor of V good frames of one face. Here
-it is built two ways:
+A visit is decided as the door decides it: after each good frame from the ``min_frames``-th
+on, the mean descriptor of the most recent ``frames`` good frames is searched 1:N, and the
+visit is a grant as soon as one such window is within the threshold. So a stranger visit is a
+false grant when *any* of its windows comes within the threshold of any subject. Visits are
+built two ways:
 
-- from labelled still sets: V different images of one identity (independent frames);
-- from clips: runs of V consecutive frames of the face nearest the centre (correlated frames,
-  as a camera gives them). Clip visits are strangers only: nobody in the clips is in the
-  still sets' galleries.
+- from labelled still sets: up to ``visit_images`` different images of one identity in a
+  random order (independent frames);
+- from clips: each run of ``clip_frames`` consecutive frames (a visit budget's worth) of the
+  face nearest the centre (correlated frames, as a camera gives them). Clip visits are
+  strangers only: nobody in the clips is in the still sets' galleries.
 
 Galleries of N identities (K templates each, scored as the appliance scores them: distance to
 the mean of the templates) are drawn from the calibration set in rotation, so that every
-identity is a stranger in one split; each stranger visit is searched against all N subjects
-and counts as a false grant when the nearest is within the threshold. The threshold is the
-largest at which the measured false-grant rate is at most the target; it is only
-``supported`` when there are at least 3 / target stranger visits (rule of three).
+identity is a stranger in one split. The threshold is the largest at which the measured
+false-grant rate per stranger visit is at most the target; it is only ``supported`` when there
+are at least 3 / target stranger visits (rule of three).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,99 +35,128 @@ from . import metrics
 
 @dataclass(frozen=True)
 class VisitPlan:
-    """visits: frames per visit (V). gallery_size: N enrolled subjects. templates: K per subject.
-    per_identity: most visits drawn from one identity's images (each role). seed: the draws."""
+    """min_frames / frames: as the door decides (tracking.evidence_k / evidence_n).
+    visit_images: most still images in one visit. clip_frames: frames of one clip visit.
+    gallery_size: N enrolled subjects. templates: K per subject. per_identity: visits drawn
+    from one identity's images (each role). seed: the draws. repeats: rotations with different
+    draws, pooled (which look-alikes land in the gallery moves the threshold by ±0.03)."""
 
-    visits: int = 3
+    min_frames: int = 3
+    frames: int = 8
+    visit_images: int = 8
+    clip_frames: int = 45
     gallery_size: int = 100
     templates: int = 5
     per_identity: int = 40
     seed: int = 0
+    repeats: int = 4
 
 
-def _subsets(rows: np.ndarray, v: int, limit: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Up to ``limit`` distinct v-subsets of ``rows`` (all of them when there are few)."""
-    if len(rows) < v:
-        return []
-    combos = list(itertools.islice(itertools.combinations(range(len(rows)), v), 20000))
-    pick = rng.permutation(len(combos))[:limit]
-    return [rows[list(combos[i])] for i in pick]
+def window_means(sequence: np.ndarray, min_frames: int, frames: int) -> np.ndarray:
+    """(W, 128): the mean of the last ``frames`` rows after each row from the ``min_frames``-th."""
+    csum = np.concatenate([np.zeros((1, sequence.shape[1])), np.cumsum(sequence, axis=0, dtype=np.float64)])
+    ends = np.arange(min_frames, len(sequence) + 1)
+    starts = np.maximum(ends - frames, 0)
+    return (csum[ends] - csum[starts]) / (ends - starts)[:, None]
 
 
-def clip_runs(vectors: np.ndarray, ok: np.ndarray, v: int) -> list[np.ndarray]:
-    """Row indices of runs of ``v`` consecutive embedded frames (stride v // 2, at least 1)."""
-    runs, start, stride = [], 0, max(1, v // 2)
-    while start + v <= len(ok):
-        window = np.arange(start, start + v)
-        if ok[window].all():
-            runs.append(window)
-        start += stride
-    return runs
+def _sequences(rows: np.ndarray, length: int, count: int, rng: np.random.Generator) -> list[np.ndarray]:
+    return [rng.permutation(rows)[:length] for _ in range(count)]
 
 
-def _best(means: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    d = np.linalg.norm(means[:, None, :] - centroids[None, :, :], axis=2)
-    return d.min(axis=1), d.argmin(axis=1)
+def clip_runs(ok: np.ndarray, length: int) -> list[np.ndarray]:
+    """Row indices of the embedded frames of consecutive, non-overlapping runs of ``length``."""
+    return [np.flatnonzero(ok[a:a + length]) + a for a in range(0, len(ok) - length + 1, length)]
 
 
-def _split_scores(ids: np.ndarray, vecs: np.ndarray, gallery: list[str], strangers: list[str],
-                  extra: Sequence[np.ndarray], plan: VisitPlan, rng: np.random.Generator) -> dict:
-    centroids, genuine_means, genuine_owner = [], [], []
+class _Search:
+    """Window means of one visit against one gallery's centroids."""
+
+    def __init__(self, centroids: np.ndarray, plan: VisitPlan) -> None:
+        self.c, self.plan = centroids, plan
+
+    def distances(self, sequence: np.ndarray) -> np.ndarray | None:
+        if len(sequence) < self.plan.min_frames:
+            return None
+        m = window_means(sequence, self.plan.min_frames, self.plan.frames)
+        return np.linalg.norm(m[:, None, :] - self.c[None, :, :], axis=2)  # (windows, subjects)
+
+    def stranger(self, sequence: np.ndarray) -> float | None:
+        """The smallest distance any window of the visit comes to any subject."""
+        d = self.distances(sequence)
+        return None if d is None else float(d.min())
+
+    def genuine(self, sequence: np.ndarray, owner: int) -> tuple[float, bool] | None:
+        """(smallest own distance over windows where the owner is rank 1 or any, rank-1 there)."""
+        d = self.distances(sequence)
+        if d is None:
+            return None
+        own = d[:, owner]
+        rank1 = d.argmin(axis=1) == owner
+        best = int(np.argmin(np.where(rank1, own, np.inf))) if rank1.any() else int(np.argmin(own))
+        return float(own[best]), bool(rank1[best])
+
+
+def _split(ids: np.ndarray, vecs: np.ndarray, gallery: list[str], strangers: list[str],
+           extra: Sequence[np.ndarray], plan: VisitPlan, rng: np.random.Generator) -> dict:
+    centroids, genuine = [], []
     for k, name in enumerate(gallery):
         rows = rng.permutation(np.flatnonzero(ids == name))
         centroids.append(vecs[rows[:plan.templates]].mean(axis=0))
-        for subset in _subsets(rows[plan.templates:], plan.visits, plan.per_identity, rng):
-            genuine_means.append(vecs[subset].mean(axis=0))
-            genuine_owner.append(k)
-    stranger_means = [vecs[s].mean(axis=0) for name in strangers
-                      for s in _subsets(np.flatnonzero(ids == name), plan.visits, plan.per_identity, rng)]
-    c = np.stack(centroids)
-    s_best, _ = _best(np.stack(stranger_means), c) if stranger_means else (np.zeros(0), None)
-    x_best, _ = _best(np.stack(extra), c) if len(extra) else (np.zeros(0), None)
-    g = np.stack(genuine_means)
-    owner = np.asarray(genuine_owner)
-    g_best, g_arg = _best(g, c)
-    g_own = np.linalg.norm(g - c[owner], axis=1)
-    return {"stranger": s_best, "extra": x_best, "own": g_own, "best": g_best, "rank1": g_arg == owner}
+        genuine += [(k, seq) for seq in _sequences(rows[plan.templates:], plan.visit_images, plan.per_identity, rng)]
+    search = _Search(np.stack(centroids), plan)
+    own = [search.genuine(vecs[seq], k) for k, seq in genuine]
+    own = [g for g in own if g is not None]
+    still = [search.stranger(vecs[seq]) for name in strangers
+             for seq in _sequences(np.flatnonzero(ids == name), plan.visit_images, plan.per_identity, rng)]
+    other = [search.stranger(seq) for seq in extra]
+    return {"stranger": np.array([x for x in still if x is not None]),
+            "extra": np.array([x for x in other if x is not None]),
+            "own": np.array([g[0] for g in own]), "rank1": np.array([g[1] for g in own], bool)}
 
 
 def calibrate_visits(ids: np.ndarray, vecs: np.ndarray, fmr: float, plan: VisitPlan,
                      extra_visits: Sequence[np.ndarray] = ()) -> dict:
     """Threshold for ``fmr`` false grants per stranger visit. ``ids``/``vecs``: the embedded
-    calibration set; ``extra_visits``: mean descriptors of stranger visits from elsewhere
-    (other still sets, clip runs), searched against every split's gallery."""
-    rng = np.random.default_rng(plan.seed)
+    calibration set; ``extra_visits``: frame sequences (L, 128) of stranger visits from
+    elsewhere (other still sets, clip runs), searched against every split's gallery."""
     counts = {name: int((ids == name).sum()) for name in sorted(set(ids))}
-    usable = [n for n, c in counts.items() if c >= plan.templates + plan.visits]
+    usable = [n for n, c in counts.items() if c >= plan.templates + plan.min_frames]
     n = plan.gallery_size
     if len(usable) <= n:
-        raise EvaluationError(f"{len(usable)} identities have {plan.templates + plan.visits}+ images; "
+        raise EvaluationError(f"{len(usable)} identities have {plan.templates + plan.min_frames}+ images; "
                               f"a gallery of {n} needs more (use --gallery-size)")
-    order = list(rng.permutation(usable))
-    block = len(order) - n
     parts = []
-    for start in range(0, len(order), block):
-        strangers = order[start:start + block]
-        gallery = [x for x in order if x not in strangers][:n]
-        parts.append(_split_scores(ids, vecs, gallery, strangers, extra_visits, plan, rng))
+    for repeat in range(plan.repeats):
+        rng = np.random.default_rng(plan.seed + repeat)
+        order = list(rng.permutation(usable))
+        block = len(order) - n
+        for start in range(0, len(order), block):
+            strangers = order[start:start + block]
+            gallery = [x for x in order if x not in strangers][:n]
+            parts.append(_split(ids, vecs, gallery, strangers, extra_visits, plan, rng))
     joined = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     stranger = np.concatenate([joined["stranger"], joined["extra"]])
     threshold = _threshold_for_rate(stranger, fmr)
-    grant = (joined["best"] <= threshold) & joined["rank1"]
-    wrong = (joined["best"] <= threshold) & ~joined["rank1"]
+    granted = (joined["own"] <= threshold) & joined["rank1"]
+    wrong = (joined["own"] <= threshold) & ~joined["rank1"]
     min_rate = metrics.rule_of_three(int(stranger.size))
     return {
-        "visit_frames": plan.visits, "gallery_size": n, "templates_per_subject": plan.templates,
+        "min_frames": plan.min_frames, "frames": plan.frames, "visit_images": plan.visit_images,
+        "clip_visit_frames": plan.clip_frames, "gallery_size": n, "templates_per_subject": plan.templates,
         "scoring": "centroid", "target_false_grant_per_stranger_visit": fmr, "threshold": round(threshold, 4),
         "measured_false_grant_rate": round(float(np.mean(stranger <= threshold)), 6),
-        "stranger_visits": int(stranger.size), "stranger_visits_from_clips_and_other_sets": int(joined["extra"].size),
-        "splits": len(parts), "genuine_visits": int(joined["own"].size),
-        "fnmr_per_visit": round(float(1.0 - grant.mean()), 4), "wrong_subject_rate": round(float(wrong.mean()), 5),
+        "stranger_visit_searches": int(stranger.size),
+        "stranger_visits": {"calibration_set": int(joined["stranger"].size),
+                            "other_sets_and_clips": len(extra_visits), "each_searched_in_splits": len(parts)},
+        "repeats": plan.repeats,
+        "false_grants": {"calibration_set": int((joined["stranger"] <= threshold).sum()),
+                         "other_sets_and_clips": int((joined["extra"] <= threshold).sum())},
+        "genuine_visits": int(joined["own"].size),
+        "fnmr_per_visit": round(float(1.0 - granted.mean()), 4), "wrong_subject_rate": round(float(wrong.mean()), 5),
         "min_supported_rate": min_rate, "supported": min_rate is not None and fmr >= min_rate,
         "date": dt.date.today().isoformat(),
     }
-
-
 def _threshold_for_rate(best: np.ndarray, rate: float) -> float:
     """Largest threshold (rounded down to 1e-4) with share(best <= t) <= rate."""
     ordered = np.sort(best)
@@ -163,11 +194,11 @@ def embed_clips(folder: Path, embed, quiet: bool = False) -> list[tuple[np.ndarr
 
 
 def stranger_still_visits(ids: np.ndarray, vecs: np.ndarray, plan: VisitPlan) -> list[np.ndarray]:
-    """Mean descriptors of up to ``per_identity`` V-image visits of every identity."""
+    """Frame sequences of up to ``per_identity`` still visits of every identity."""
     rng = np.random.default_rng(plan.seed + 2)
-    return [vecs[s].mean(axis=0) for name in sorted(set(ids))
-            for s in _subsets(np.flatnonzero(ids == name), plan.visits, plan.per_identity, rng)]
+    return [vecs[seq] for name in sorted(set(ids))
+            for seq in _sequences(np.flatnonzero(ids == name), plan.visit_images, plan.per_identity, rng)]
 
 
-def clip_visits(clips: Sequence[tuple[np.ndarray, np.ndarray]], v: int) -> list[np.ndarray]:
-    return [vecs[run].mean(axis=0) for vecs, ok in clips for run in clip_runs(vecs, ok, v)]
+def clip_visits(clips: Sequence[tuple[np.ndarray, np.ndarray]], length: int) -> list[np.ndarray]:
+    return [vecs[run] for vecs, ok in clips for run in clip_runs(ok, length)]

@@ -29,7 +29,7 @@ class QualityOptions:
     96x96 face patch. max_yaw_deg / max_pitch_deg: head pose from the mesh.
     dark / bright: allowed mean grey level (0..255) of the face patch."""
 
-    min_face_px: float = 60.0
+    min_face_px: float = 40.0
     min_inside: float = 0.95
     min_sharpness: float = 30.0
     max_yaw_deg: float = 35.0
