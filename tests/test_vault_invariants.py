@@ -21,6 +21,7 @@ from consentry.enrolment import enrolment_templates, identify_image
 from consentry.match import MatchPolicy, gallery_from_vault
 from consentry.vault import KeyFile, Vault
 
+from tests.privacy import recorded_writes
 from tests.test_vault import consent, vectors
 
 LOOP = textwrap.dedent("""
@@ -75,25 +76,8 @@ def test_identifying_a_stranger_writes_nothing(tmp_path, pipeline, astronaut):
         vault.enroll("Someone Else", consent(), vectors(1), pipeline.embedder.name)
         gallery = gallery_from_vault(vault, pipeline.embedder.name, MatchPolicy(Settings().match.threshold)).gallery
         before = {p: p.read_bytes() for p in (tmp_path / "home").iterdir()}
-        writes: list[tuple] = []
-        active = [True]
-
-        def hook(event: str, args: tuple) -> None:
-            if not active[0]:
-                return
-            if event == "open":
-                _, mode, flags = args
-                if (mode and any(c in str(mode) for c in "wax+")) or (
-                        isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)):
-                    writes.append(args)
-            elif event.startswith("socket.") or event in ("os.rename", "os.remove", "shutil.copyfile"):
-                writes.append((event, args))
-
-        sys.addaudithook(hook)
-        try:
+        with recorded_writes() as writes:
             faces = identify_image(pipeline, gallery, image)
-        finally:
-            active[0] = False
         after = {p: p.read_bytes() for p in (tmp_path / "home").iterdir()}
     assert [f["decision"] for f in faces] == ["unknown"] and faces[0]["distance"] is None
     assert writes == [], f"identifying a stranger wrote: {writes}"

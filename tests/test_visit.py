@@ -26,8 +26,8 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(11)
 
 
-def gallery_of(*subjects: tuple[str, np.ndarray]) -> Gallery:
-    g = Gallery(MODEL, MatchPolicy(threshold=THRESHOLD))
+def gallery_of(*subjects: tuple[str, np.ndarray], model: str = MODEL) -> Gallery:
+    g = Gallery(model, MatchPolicy(threshold=THRESHOLD))
     g.replace(subjects)
     return g
 
@@ -95,7 +95,7 @@ def test_a_strangers_visit_buffer_is_zeroed_when_the_track_leaves(pipeline, astr
     her = pipeline.embed(astronaut, face).vector.copy()
     pipeline.wipe()
     far = her + 0.8 * unit(np.random.default_rng(1))
-    gallery = gallery_of(("s-far", far))
+    gallery = gallery_of(("s-far", far), model=pipeline.embedder.name)
     recognizer = Recognizer(FaceTracker(pipeline, TrackingOptions(max_missed=0)), gallery,
                             VisitOptions(min_frames=3, frames=8, budget_s=60.0))
     results = [recognizer.step(astronaut, now=float(t))[0] for t in range(2)]
@@ -147,3 +147,24 @@ def test_a_visit_that_gets_no_more_good_frames_is_closed_when_its_budget_runs_ou
     visit.add(unit(rng) * 1.4, MODEL, 80.0, 0.0, gallery)  # one good frame, then the face turns away
     assert visit.expire(0.9).state == "pending" and np.any(visit.buffers()[0])
     assert visit.expire(1.0).state == "unknown" and not np.any(visit.buffers()[0])
+
+
+def test_a_strangers_whole_visit_writes_nothing_opens_no_socket_and_logs_nothing(pipeline, astronaut, caplog):
+    import logging
+
+    from tests.privacy import recorded_writes
+
+    face = largest_face(pipeline.faces(astronaut))
+    her = pipeline.embed(astronaut, face).vector.copy()
+    pipeline.wipe()
+    gallery = gallery_of(("s-far", her + 0.8 * unit(np.random.default_rng(2))), model=pipeline.embedder.name)
+    her.fill(0)
+    recognizer = Recognizer(FaceTracker(pipeline), gallery, VisitOptions(min_frames=3, frames=8, budget_s=0.5))
+    caplog.set_level(logging.DEBUG, logger="consentry")
+    with recorded_writes() as events:
+        states = [recognizer.step(astronaut, now=t / 10.0)[0].state for t in range(8)]
+    assert states[:5] == ["pending"] * 5 and states[-1] == "unknown"
+    (visit,) = recognizer.visits().values()
+    assert not any(np.any(b) for b in visit.buffers())
+    assert events == [], f"a stranger's visit wrote or connected: {events}"
+    assert [r for r in caplog.records if r.name.startswith("consentry")] == []
