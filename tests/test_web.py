@@ -40,14 +40,18 @@ def browser():
 
 
 @pytest.fixture
-def kiosk(tmp_path, faces_dir):
-    """The appliance with the web page on a free port, playing one shared-data face."""
+def kiosk(tmp_path, faces_dir, request):
+    """The appliance with the web page on a free port, playing one shared-data face (scaled by
+    the test's indirect parameter, default 1)."""
     home = tmp_path / "home"
     KeyFile(home / "master.key").create()
     with Vault(home, KeyFile(home / "master.key"), create=True) as vault:
         vault.set_credential("admin", hash_secret(PASSWORD))
         vault.set_credential("pin", hash_secret(PIN))
     face = read_image(faces_dir / "examples" / "obama.jpg")
+    scale = getattr(request, "param", 1.0)
+    if scale != 1.0:
+        face = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     frames = [np.ascontiguousarray(face[:, dx: face.shape[1] - 40 + dx]) for dx in range(0, 40, 4)]
     data = Settings().model_dump()
     data["http"].update(enabled=True, port=0, capture_templates=3)
@@ -122,6 +126,14 @@ def test_enrol_be_recognised_and_withdraw_with_the_code(page, kiosk):
     shot(page, "09-receipt")
     assert subjects[0].id in page.inner_text("#receipt")
     assert kiosk.vault.subjects() == []
+
+
+@pytest.mark.parametrize("kiosk", [0.12], indirect=True)
+def test_a_face_too_small_to_use_is_asked_to_come_closer(page, kiosk):
+    page.goto("/")
+    page.wait_for_function("document.getElementById('status').textContent.includes('closer')", timeout=15000)
+    shot(page, "00-kiosk-come-closer")
+    assert page.text_content("#status") == "Come a little closer"
 
 
 def test_declining_captures_nothing(page, kiosk):
