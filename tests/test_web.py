@@ -155,6 +155,10 @@ def test_staff_login_fails_then_succeeds_and_forms_need_csrf(page, kiosk, browse
     page.fill("#password", PASSWORD)
     page.click("#login")
     page.wait_for_selector("#subjects")
+    # the doctor's checks, as the running appliance makes them (camera from its live status)
+    checks = page.locator("#checks th").all_text_contents()
+    assert checks[:3] == ["camera", "models", "runtime"] and "gpio" not in checks
+    sync_api.expect(page.locator("#checks tr.check-pass th", has_text="models")).to_have_count(1)
     page.click("#verify")
     sync_api.expect(page.locator("#audit-result")).to_contain_text("Audit log intact")
     shot(page, "12-admin-dashboard")

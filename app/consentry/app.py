@@ -138,7 +138,8 @@ class Appliance:
             return
         from .web.server import WebApp, WebServer
 
-        self.web = WebServer(WebApp(self.settings, self.kiosk, self.vault, health=self.health).wsgi,
+        self.web = WebServer(WebApp(self.settings, self.kiosk, self.vault, health=self.health,
+                                    checks=self.checks).wsgi,
                              self.settings.http.bind, self.settings.http.port)
         self.web.start()
         self._closers.append(self.web.close)
@@ -161,6 +162,17 @@ class Appliance:
                 "camera": self.camera.status, "broker": link, "profile": self.settings.profile,
                 "liveness": self._liveness_status(),
                 "enrolled for this profile": len(self.gallery.subjects)}
+
+    def checks(self) -> list:
+        """`consentry doctor`'s checks for the staff page, from inside the running appliance: the
+        camera and the pins are this process's own (their live status stands in), the key is
+        proven by the open vault."""
+        from .doctor import Check, Doctor
+
+        camera = self.camera.status
+        live = [Check("camera", "pass" if camera == "ok" else "fail", f"{camera}, {self.fps():.1f} fps",
+                      "" if camera == "ok" else "see `consentry doctor` with the service stopped")]
+        return live + Doctor(self.settings, self._home).run(skip=frozenset({"camera", "gpio", "key"}))
 
     def _liveness_status(self) -> str:
         cfg = self.settings.liveness

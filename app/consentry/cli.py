@@ -306,6 +306,20 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import Doctor, report
+
+    checks = Doctor(_settings(args), args.home, relay_test=args.relay_test).run()
+    result = report(checks)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for c in checks:
+            print(f"{c.status:4}  {c.name:12} {c.detail}" + (f"\n      {'':12} → {c.hint}" if c.hint else ""))
+        print(f"{result['failures']} failure(s)")
+    return result["failures"]
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     settings = load_settings(Path(args.file))
     print(f"{args.file}: valid (schema {settings.schema_version})")
@@ -332,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--json", action="store_true", help="print JSON on stdout")
         return sp
 
+    sp = add("doctor", cmd_doctor, "check camera, models, runtime, key, vault, broker, clock, disk, temperature, "
+             "throttling and GPIO; exit code = failures")
+    sp.add_argument("--relay-test", action="store_true",
+                    help="also toggle the relay output and read it back (disconnect the relay first)")
     sp = add("detect", cmd_detect, "find faces in an image")
     sp.add_argument("image")
     sp.add_argument("--detector", choices=["blazeface_short_range", "blazeface_full_range"])

@@ -179,7 +179,7 @@ def admin_login(csrf: str, error: str = "") -> str:
 
 
 def admin_dashboard(csrf: str, subjects: list[dict], audit: list[dict], audit_report: dict | None,
-                    health: dict, schedule: str, names_shown: bool) -> str:
+                    health: dict, schedule: str, names_shown: bool, checks: list | None = None) -> str:
     subject_rows = "".join(
         f"<tr><td class='sid'>{escape(s['id'])}</td>"
         + (f"<td>{escape(s.get('name') or '')}</td>" if names_shown else "")
@@ -197,11 +197,14 @@ def admin_dashboard(csrf: str, subjects: list[dict], audit: list[dict], audit_re
         verdict = (f"<p class='granted' id='audit-result'>Audit log intact: {audit_report['entries']} entries</p>"
                    if audit_report["ok"] else f"<p class='error' id='audit-result'>Audit log damaged: {problems}</p>")
     health_rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in health.items())
+    check_rows = "".join(f"<tr class='check-{escape(c.status)}'><th>{escape(c.name)}</th><td>{escape(c.status)}</td>"
+                         f"<td>{escape(c.detail)}</td><td>{escape(c.hint)}</td></tr>" for c in checks or [])
     body = (f"<h1>Staff</h1><h2>Subjects ({len(subjects)})</h2><table id='subjects'><tr><th>Id</th>{name_head}"
             f"<th>Purposes</th><th>Enrolled</th><th>Last seen</th><th>Expires</th><th></th></tr>{subject_rows}</table>"
             + form("/admin/names", csrf, "<label>Reason for showing names (recorded) <input name='reason' "
                    "id='reason' required></label><button class='secondary' id='show-names'>Show names</button>")
             + f"<h2>Device health</h2><table id='health'>{health_rows}</table>"
+            + f"<h2>Checks (as <code>consentry doctor</code>)</h2><table id='checks'>{check_rows}</table>"
             + f"<h2>Audit log</h2>{verdict}" + form("/admin/audit/verify", csrf, "<button id='verify'>Verify the "
                                                     "audit log</button>")
             + f"<table id='audit'><tr><th>#</th><th>When</th><th>What</th><th>Subject</th></tr>{audit_rows}</table>"

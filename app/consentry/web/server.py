@@ -53,11 +53,12 @@ def too_many(page: str) -> Response:
 class WebApp:
     """Route handlers; ``vault`` may be None (no key yet: enrolment and withdrawal say so)."""
 
-    def __init__(self, settings: Settings, kiosk: KioskState, vault, health=lambda: {}) -> None:
+    def __init__(self, settings: Settings, kiosk: KioskState, vault, health=lambda: {}, checks=lambda: []) -> None:
         self.settings = settings
         self.kiosk = kiosk
         self.vault = vault
         self.health = health
+        self.checks = checks  # `consentry doctor`'s checks, as the running appliance can make them
         self.sessions = Sessions()
         self.wsgi = wsgi_app(self._serve, lambda title, text: pages.message(title, text, cls="error"))
 
@@ -245,7 +246,7 @@ class WebApp:
         audit = self.vault.audit_entries(30) if self.vault else []
         health = {**self.health(), "CPU temperature": cpu_temperature()}
         return Response(pages.admin_dashboard(session.csrf, subjects, audit, report, health,
-                                              retention_schedule(self.settings), names))
+                                              retention_schedule(self.settings), names, self.checks()))
 
     def admin_login(self, session, form, client):
         if not self.sessions.attempt(client, "login"):
