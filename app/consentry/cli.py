@@ -80,6 +80,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.compare:
+        from .evaluate.field import compare
+
+        a, b = (json.loads(Path(f).read_text()) for f in args.compare)
+        print(compare(a, b, (Path(args.compare[0]).stem, Path(args.compare[1]).stem)))
+        return 0
+    if args.field:
+        return _bench_field(args)
     if args.images or args.video:
         return _bench_frames(args)
     from .evaluate.bench import bench
@@ -96,6 +104,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .evaluate.frames_bench import bench_search
 
         result["search"] = bench_search(_settings(args).vision.embedder, args.gallery_size)
+    _emit(result, args.json)
+    return 0
+
+
+def _bench_field(args: argparse.Namespace) -> int:
+    from .evaluate.field import plot_field, run_field
+
+    result = run_field(_settings(args), args.home, args.minutes, args.source,
+                       lambda line: print(line, file=sys.stderr))
+    if args.plot:
+        plot_field(result, Path(args.plot))
     _emit(result, args.json)
     return 0
 
@@ -373,6 +392,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--frames", type=int, default=None, help="at most this many frames of --images/--video")
     sp.add_argument("--vs", choices=["face_recognition"], help="also time face_recognition on the same frames")
     sp.add_argument("--gallery-size", type=int, default=None, help="also time 1:N over N synthetic templates")
+    src.add_argument("--field", action="store_true",
+                     help="a sustained run on the live camera: per-minute fps, per-stage p50/p90, time to decision, "
+                     "CPU temperature, throttling, RSS (no frame is kept)")
+    src.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="two --field runs side by side")
+    sp.add_argument("--minutes", type=float, default=10.0, help="length of a --field run (default 10)")
+    sp.add_argument("--source", help="--field: frame source (default: the configured camera)")
+    sp.add_argument("--plot", help="--field: write fps and CPU temperature per minute to this PNG")
     sp.add_argument("--runs", type=int, default=100)
     sp.add_argument("--threads", type=int, default=1)
     sp = add("detect-rate", cmd_detect_rate, "detection rates on a labelled face data folder")
