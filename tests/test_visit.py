@@ -168,3 +168,22 @@ def test_a_strangers_whole_visit_writes_nothing_opens_no_socket_and_logs_nothing
     assert not any(np.any(b) for b in visit.buffers())
     assert events == [], f"a stranger's visit wrote or connected: {events}"
     assert [r for r in caplog.records if r.name.startswith("consentry")] == []
+
+
+def test_calibration_scores_a_visit_as_the_door_decides_it(rng):
+    """The smallest threshold that grants a visit: for the mean rule the closest window mean;
+    for the old 3-of-5 vote the third-closest frame among those voting for one subject."""
+    from consentry.evaluate.visits import VisitPlan, _Search, _VoteSearch, window_means
+
+    c = np.stack([unit(rng) * 1.4, unit(rng) * 1.4])
+    frames = np.stack([c[0] + d * unit(rng) for d in (0.30, 0.50, 0.35, 0.45, 0.40)])
+    plan = VisitPlan(min_frames=3, frames=8, votes=(3, 5))
+    means = window_means(frames, 3, 8)
+    assert means.shape == (3, 128) and np.allclose(means[-1], frames.mean(axis=0))
+    mean_score = _Search(c, plan).stranger(frames)
+    assert mean_score == pytest.approx(min(np.linalg.norm(m - c[0]) for m in means), abs=1e-6)
+    per_frame = np.linalg.norm(frames - c[0], axis=1)
+    vote_score = _VoteSearch(c, plan).stranger(frames)
+    assert vote_score == pytest.approx(np.sort(per_frame)[2], abs=1e-5)  # the third-closest of the 5
+    assert _VoteSearch(c, plan).genuine(frames, 1) == (np.inf, True)  # nobody voted for subject 1
+    assert mean_score < vote_score  # averaging brings the visit closer than any third frame

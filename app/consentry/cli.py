@@ -293,9 +293,11 @@ def _calibrate_visits(args: argparse.Namespace, settings) -> int:
 
     if settings.match.scoring != "centroid":
         raise ConfigError("calibrate --visits scores subjects by the mean of their templates (match.scoring centroid)")
+    if args.write and args.rule != "mean":
+        raise ConfigError("only the mean rule's threshold is the door's visit_threshold; drop --write or --rule")
     cfg = settings.tracking
     plan = VisitPlan(min_frames=cfg.evidence_k, frames=cfg.evidence_n, clip_frames=round(cfg.visit_seconds * 15),
-                     gallery_size=args.gallery_size, templates=args.templates)
+                     gallery_size=args.gallery_size, templates=args.templates, rule=args.rule)
     with _contenders(args) as (ours, *_):
         ids, vecs = embedded_set(Path(args.dataset), ours)
         extra = []
@@ -430,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="calibrate match.visit_threshold instead: visits decided as the door decides them "
                     "(tracking.evidence_k/evidence_n), from images of one identity and from runs of --clips "
                     "frames (tracking.visit_seconds at 15 fps); the rate is per stranger visit")
+    sp.add_argument("--rule", choices=["mean", "votes"], default="mean",
+                    help="with --visits: the door's mean-descriptor rule, or the 3-of-5 frame vote it replaced "
+                    "(for comparison; --write is refused for it)")
     sp.add_argument("--compare-scoring", action="store_true",
                     help="report threshold and FNMR per rate for each way of scoring a subject's --templates "
                     "(nearest, mean distance, centroid) instead of calibrating")

@@ -39,7 +39,10 @@ class VisitPlan:
     visit_images: most still images in one visit. clip_frames: frames of one clip visit.
     gallery_size: N enrolled subjects. templates: K per subject. per_identity: visits drawn
     from one identity's images (each role). seed: the draws. repeats: rotations with different
-    draws, pooled (which look-alikes land in the gallery moves the threshold by ±0.03)."""
+    draws, pooled (which look-alikes land in the gallery moves the threshold by ±0.03).
+    rule: ``mean`` (the door's: the mean descriptor of a window) or ``votes`` (the rule it
+    replaced, for comparison: ``votes`` = (k, n), k of the last n frames' nearest subjects agree
+    within the threshold)."""
 
     min_frames: int = 3
     frames: int = 8
@@ -50,6 +53,8 @@ class VisitPlan:
     per_identity: int = 40
     seed: int = 0
     repeats: int = 4
+    rule: str = "mean"
+    votes: tuple[int, int] = (3, 5)
 
 
 def window_means(sequence: np.ndarray, min_frames: int, frames: int) -> np.ndarray:
@@ -97,6 +102,35 @@ class _Search:
         return float(own[best]), bool(rank1[best])
 
 
+class _VoteSearch:
+    """The k-of-n frame vote, scored as the smallest threshold at which a visit is granted."""
+
+    def __init__(self, centroids: np.ndarray, plan: VisitPlan) -> None:
+        self.c, (self.k, self.n) = centroids, plan.votes
+
+    def _scores(self, sequence: np.ndarray) -> dict[int, float] | None:
+        if len(sequence) < self.k:
+            return None
+        d = np.linalg.norm(sequence[:, None, :] - self.c[None, :, :], axis=2)
+        best, dist = d.argmin(axis=1), d.min(axis=1)
+        out: dict[int, float] = {}
+        for end in range(self.k, len(sequence) + 1):
+            b, x = best[max(0, end - self.n):end], dist[max(0, end - self.n):end]
+            for subject in set(b.tolist()):
+                mine = np.sort(x[b == subject])
+                if mine.size >= self.k:
+                    out[subject] = min(out.get(subject, np.inf), float(mine[self.k - 1]))
+        return out
+
+    def stranger(self, sequence: np.ndarray) -> float | None:
+        scores = self._scores(sequence)
+        return None if scores is None else min(scores.values(), default=np.inf)
+
+    def genuine(self, sequence: np.ndarray, owner: int) -> tuple[float, bool] | None:
+        scores = self._scores(sequence)
+        return None if scores is None else (scores.get(owner, np.inf), True)
+
+
 def _split(ids: np.ndarray, vecs: np.ndarray, gallery: list[str], strangers: list[str],
            extra: Sequence[np.ndarray], plan: VisitPlan, rng: np.random.Generator) -> dict:
     centroids, genuine = [], []
@@ -104,7 +138,7 @@ def _split(ids: np.ndarray, vecs: np.ndarray, gallery: list[str], strangers: lis
         rows = rng.permutation(np.flatnonzero(ids == name))
         centroids.append(vecs[rows[:plan.templates]].mean(axis=0))
         genuine += [(k, seq) for seq in _sequences(rows[plan.templates:], plan.visit_images, plan.per_identity, rng)]
-    search = _Search(np.stack(centroids), plan)
+    search = (_VoteSearch if plan.rule == "votes" else _Search)(np.stack(centroids), plan)
     own = [search.genuine(vecs[seq], k) for k, seq in genuine]
     own = [g for g in own if g is not None]
     still = [search.stranger(vecs[seq]) for name in strangers
@@ -144,6 +178,7 @@ def calibrate_visits(ids: np.ndarray, vecs: np.ndarray, fmr: float, plan: VisitP
     return {
         "min_frames": plan.min_frames, "frames": plan.frames, "visit_images": plan.visit_images,
         "clip_visit_frames": plan.clip_frames, "gallery_size": n, "templates_per_subject": plan.templates,
+        "rule": plan.rule if plan.rule == "mean" else f"votes {plan.votes[0]} of {plan.votes[1]}",
         "scoring": "centroid", "target_false_grant_per_stranger_visit": fmr, "threshold": round(threshold, 4),
         "measured_false_grant_rate": round(float(np.mean(stranger <= threshold)), 6),
         "stranger_visit_searches": int(stranger.size),
