@@ -4,15 +4,23 @@
 #
 #   sudo deploy/install.sh                      # install
 #   deploy/install.sh --dry-run --root /tmp/r   # print the commands, write files under /tmp/r
+#   deploy/install.sh --no-start --no-kiosk     # in a chroot or image build: enable, never start;
+#                                               # secrets are made on the device (--secrets-only)
 set -euo pipefail
 src="$(cd "$(dirname "$0")/.." && pwd)"
 root=""
 dry=0
+start=1
+kiosk=1
+secrets_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) dry=1 ;;
     --root) root="$2"; shift ;;
-    *) echo "usage: $0 [--dry-run] [--root DIR]" >&2; exit 2 ;;
+    --no-start) start=0 ;;
+    --no-kiosk) kiosk=0 ;;
+    --secrets-only) secrets_only=1 ;;
+    *) echo "usage: $0 [--dry-run] [--root DIR] [--no-start] [--no-kiosk] [--secrets-only]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -34,11 +42,36 @@ esac
 # The venv sees them through --system-site-packages, and pip is told never to replace
 # numpy (a constraint pins apt's version), so nothing in the venv shadows them with an
 # ABI-incompatible copy. ai-edge-litert has aarch64 wheels for both Pythons.
-run apt-get update
-run apt-get install -y --no-install-recommends python3-venv python3-numpy python3-opencv \
-  python3-picamera2 python3-cryptography python3-gpiozero python3-argon2 python3-pil python3-waitress \
-  mosquitto mosquitto-clients chromium curl
+# Secrets, created once on the device itself: the vault's master key and the appliance's MQTT
+# password, each encrypted by systemd-creds for this machine; never written in clear, never in
+# an image.
+secrets() {
+  if ! have /etc/consentry/master.key.cred; then
+    run sh -c "head -c 32 /dev/urandom | systemd-creds encrypt --name=consentry-master-key - /etc/consentry/master.key.cred"
+  fi
+  if ! have /etc/consentry/mqtt.cred; then
+    run sh -c 'p=$(head -c 24 /dev/urandom | base64 | tr -d "/+="); \
+      mosquitto_passwd -b /etc/mosquitto/consentry.passwd consentry-1 "$p" && \
+      printf "consentry-1:%s" "$p" | systemd-creds encrypt --name=consentry-mqtt - /etc/consentry/mqtt.cred'
+  fi
+}
+if [ "$secrets_only" = 1 ]; then secrets; exit 0; fi
 
+# Raspberry Pi OS has picamera2 and the kiosk's chromium; plain Debian (the arm64 proof in
+# `make pi-check`) has no python3-picamera2, and the camera then falls back to OpenCV (V4L2).
+packages="python3-venv python3-numpy python3-opencv python3-cryptography python3-gpiozero python3-argon2 \
+  python3-pil python3-waitress mosquitto mosquitto-clients curl"
+in_archive() { [ "$dry" = 1 ] || apt-cache show "$1" >/dev/null 2>&1; }
+run apt-get update
+if in_archive python3-picamera2; then packages="$packages python3-picamera2"
+else echo "python3-picamera2 is not in this archive (it is Raspberry Pi OS's): the camera falls back to OpenCV"; fi
+if [ "$kiosk" = 1 ]; then
+  if in_archive chromium; then packages="$packages chromium"; else echo "no chromium in this archive: no kiosk screen"; kiosk=0; fi
+fi
+# shellcheck disable=SC2086
+run apt-get install -y --no-install-recommends $packages
+
+run sh -c "getent group gpio >/dev/null || groupadd --system gpio"  # Raspberry Pi OS has it; Debian does not
 run id consentry || run useradd --system --home /var/lib/consentry --shell /usr/sbin/nologin \
   --groups video,gpio consentry
 if [ ! -x "$root/opt/consentry/.venv/bin/python" ]; then
@@ -73,23 +106,19 @@ have /etc/mosquitto/consentry.acl || put 0644 "$src/deploy/mosquitto-consentry.a
 install -d -m 0700 "$root/var/lib/consentry"
 run chown consentry:consentry /var/lib/consentry
 
-# Secrets, created once: the vault's master key and the appliance's MQTT password, each
-# encrypted by systemd-creds for this machine; never written in clear.
-if ! have /etc/consentry/master.key.cred; then
-  run sh -c "head -c 32 /dev/urandom | systemd-creds encrypt --name=consentry-master-key - /etc/consentry/master.key.cred"
-fi
-if ! have /etc/consentry/mqtt.cred; then
-  run sh -c 'p=$(head -c 24 /dev/urandom | base64 | tr -d "/+="); \
-    mosquitto_passwd -b /etc/mosquitto/consentry.passwd consentry-1 "$p" && \
-    printf "consentry-1:%s" "$p" | systemd-creds encrypt --name=consentry-mqtt - /etc/consentry/mqtt.cred'
-fi
 run sh -c "/opt/consentry/.venv/bin/consentry --config /etc/consentry/consentry.toml retention-schedule \
   > /etc/consentry/retention-schedule.md"
 
-run systemctl daemon-reload
-run systemctl enable --now mosquitto consentry
+if [ "$start" = 1 ]; then
+  secrets
+  run systemctl daemon-reload
+  run systemctl enable --now mosquitto consentry
+else
+  run systemctl enable mosquitto consentry
+  echo "not started (--no-start): on the device, run 'sudo deploy/install.sh --secrets-only' once, then start consentry"
+fi
 # The kiosk screen, where there is a desktop (chromium from apt: the page needs nothing online).
-if [ "$dry" = 1 ] || command -v chromium >/dev/null 2>&1; then
+if [ "$kiosk" = 1 ] && { [ "$dry" = 1 ] || command -v chromium >/dev/null 2>&1; }; then
   run systemctl --global enable consentry-kiosk
 fi
 echo "installed; the retention schedule to publish is /etc/consentry/retention-schedule.md"

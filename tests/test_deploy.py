@@ -14,12 +14,21 @@ from consentry.config import load_settings
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def dry_run(root: Path, codename: str) -> str:
+def dry_run(root: Path, codename: str, *flags: str) -> str:
     (root / "etc").mkdir(parents=True, exist_ok=True)
     (root / "etc" / "os-release").write_text(f"VERSION_CODENAME={codename}\n")
-    done = subprocess.run(["bash", str(ROOT / "deploy" / "install.sh"), "--dry-run", "--root", str(root)],
+    done = subprocess.run(["bash", str(ROOT / "deploy" / "install.sh"), "--dry-run", "--root", str(root), *flags],
                           capture_output=True, text=True, check=True)
     return done.stdout
+
+
+def test_installer_for_a_chroot_or_image_enables_but_never_starts_nor_makes_secrets(tmp_path):
+    out = dry_run(tmp_path, "trixie", "--no-start", "--no-kiosk")
+    assert "systemctl enable mosquitto consentry" in out and "--now" not in out
+    assert "systemd-creds" not in out and "consentry-kiosk" not in out and "chromium" not in out
+    assert "--secrets-only" in out  # it says what to run on the device
+    secrets = dry_run(tmp_path, "trixie", "--secrets-only")
+    assert "systemd-creds encrypt --name=consentry-master-key" in secrets and "apt-get" not in secrets
 
 
 @pytest.mark.parametrize("codename", ["trixie", "bookworm"])
