@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 DATA ?= ../shared/data/faces
 
-.PHONY: run test lint models antispoof peer bench eval clean
+.PHONY: run test lint models antispoof peer bench eval clean pi-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -87,3 +87,8 @@ antispoof:
 	test -x $(RECIPE_VENV)/bin/python || $(PYTHON) -m venv $(RECIPE_VENV)
 	$(RECIPE_VENV)/bin/python -m pip install -q torch==2.13.0 'tensorflow-cpu>=2.16' 'opencv-python-headless<5' -e .
 	cd models/recipe && ../../$(RECIPE_VENV)/bin/python build_antispoof.py --data $(abspath $(DATA))
+
+# The arm64 proof (not part of `make test`: it builds and caches Debian arm64 roots outside the
+# repository, which takes tens of minutes under emulation the first time). Needs root.
+pi-check:
+	$(SUDO) deploy/pi-check.sh $(RELEASES)

@@ -82,8 +82,10 @@ mkdir -p "$root/opt/consentry"
 echo "numpy==$numpy_version" > "$root/opt/consentry/constraints.txt"
 # The package itself without its pip dependencies, then the ones apt does not provide.
 run /opt/consentry/.venv/bin/pip install --no-deps "$src"
+# gpiozero and argon2-cffi come from apt where apt's are new enough (Raspberry Pi OS); Debian
+# trixie's python3-gpiozero 1.6.2 and python3-argon2 21.1 are older than the code needs.
 run /opt/consentry/.venv/bin/pip install -c /opt/consentry/constraints.txt "ai-edge-litert>=1.2" \
-  "paho-mqtt>=2.0" "pydantic>=2.6" "segno>=1.6"
+  "paho-mqtt>=2.0" "pydantic>=2.6" "segno>=1.6" "gpiozero>=2.0" "argon2-cffi>=23.1"
 
 # Every file the manifest names (models and the shape predictor's .npz alike), so the install
 # can never pass its own `consentry models` check with a file missing.

@@ -19,6 +19,8 @@ from consentry.runtime import default_models_dir
 from consentry.vault import KeyFile, Vault
 from gpiozero.pins.mock import MockFactory
 
+pytestmark = pytest.mark.pi  # also run on arm64 by `make pi-check`
+
 HEALTHY = {
     "files": {"/sys/class/thermal/thermal_zone0/temp": "48312\n"},
     "commands": {"vcgencmd get_throttled": "throttled=0x0\n",

@@ -7,6 +7,8 @@ import pytest
 from consentry.errors import ConfigError
 from consentry.match import Decision, Gallery, MatchPolicy, UnknownSubject
 
+pytestmark = pytest.mark.pi  # also run on arm64 by `make pi-check`
+
 MODEL = "dlib_resnet_v1_int8"
 
 

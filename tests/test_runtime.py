@@ -6,6 +6,8 @@ import pytest
 from consentry.errors import ConfigError, ModelError, ModelIntegrityError
 from consentry.runtime import Manifest, Model, sha256_file
 
+pytestmark = pytest.mark.pi  # also run on arm64 by `make pi-check`
+
 
 def test_manifest_lists_every_role_with_matching_hashes(manifest):
     roles = {e.role for e in manifest.entries}

@@ -12,6 +12,8 @@ from consentry.match import Decision, Gallery, MatchPolicy
 from consentry.vision.pipeline import largest_face
 from consentry.vision.tracking import FaceTracker, TrackingOptions
 
+pytestmark = pytest.mark.pi  # also run on arm64 by `make pi-check`
+
 MODEL = "dlib_resnet_v1_int8"
 THRESHOLD = 0.42
 

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The arm64 proof: for each Debian release, a real arm64 root (mmdebstrap + qemu-user-static
+# through binfmt_misc), then inside it, for real: deploy/install.sh --no-start --no-kiosk,
+# `consentry models`, `detect` and `compare` on shared images, `config check`,
+# `systemd-analyze verify` of the units, and the test suite's `pi` subset.
+#
+#   deploy/pi-check.sh [trixie] [bookworm]      # default: both
+#
+# Roots are cached outside the repository (PI_CACHE, default /var/cache/consentry-pi) and
+# unpacked afresh for every run. Timing under emulation means nothing; none is reported.
+set -euo pipefail
+src="$(cd "$(dirname "$0")/.." && pwd)"
+cache="${PI_CACHE:-/var/cache/consentry-pi}"
+data="${CONSENTRY_FACE_DATA:-$src/../shared/data/faces}"
+releases=("$@")
+[ ${#releases[@]} -gt 0 ] || releases=(trixie bookworm)
+packages=python3,python3-venv,python3-pip,python3-numpy,python3-opencv,python3-cryptography,python3-gpiozero,\
+python3-argon2,python3-pil,python3-waitress,ca-certificates,systemd,mosquitto,mosquitto-clients
+
+say() { printf '\n== %s\n' "$*"; }
+fail() { printf '\nPI-CHECK FAILED (%s): %s\n' "$release" "$*" >&2; exit 1; }
+
+host_tools() {
+  local missing=""
+  for p in mmdebstrap qemu-user-static binfmt-support arch-test; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+  if [ -n "$missing" ]; then
+    say "installing$missing from Debian"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  fi
+  mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
+  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || { echo "binfmt_misc has no qemu-aarch64 entry" >&2; exit 1; }
+}
+
+in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
+
+unmount_root() {
+  for m in data src dev/pts dev sys proc; do mountpoint -q "$root/$m" 2>/dev/null && umount -l "$root/$m"; done
+  return 0
+}
+
+check_release() {
+  release="$1"
+  local tarball="$cache/$release.tar"
+  root="$cache/$release-root"
+  mkdir -p "$cache"
+  if [ ! -s "$tarball" ]; then
+    say "$release: building the arm64 root once (tens of minutes under emulation; cached in $tarball)"
+    mmdebstrap --arch=arm64 --variant=apt --include="$packages" \
+      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+      --dpkgopt='path-exclude=/usr/share/locale/*' "$release" "$tarball.part" http://deb.debian.org/debian \
+      || fail "mmdebstrap"
+    mv "$tarball.part" "$tarball"
+  fi
+  unmount_root; rm -rf "$root"; mkdir -p "$root"
+  tar -xf "$tarball" -C "$root"
+  trap unmount_root EXIT
+  mkdir -p "$root/src" "$root/data"
+  for m in proc sys dev dev/pts; do mount --bind "/$m" "$root/$m"; done
+  mount --bind "$src" "$root/src"; mount -o remount,bind,ro "$root/src"
+  [ -d "$data" ] && mount --bind "$data" "$root/data" && mount -o remount,bind,ro "$root/data"
+  cp /etc/resolv.conf "$root/etc/resolv.conf"
+  # install.sh installs the package from /src; pip needs a writable copy of the tree
+  in_root sh -c 'rm -rf /tmp/consentry && mkdir -p /tmp/consentry && cd /src && \
+    tar --exclude=./.venv --exclude=./.venv-recipe --exclude=./.git -cf - . | tar -xf - -C /tmp/consentry'
+
+  say "$release: deploy/install.sh --no-start --no-kiosk"
+  in_root bash /tmp/consentry/deploy/install.sh --no-start --no-kiosk || fail "install.sh"
+  local cs="env CONSENTRY_MODELS=/usr/share/consentry/models /opt/consentry/.venv/bin/consentry"
+  say "$release: consentry models"
+  in_root $cs models || fail "consentry models"
+  say "$release: consentry config check"
+  in_root $cs config check /etc/consentry/consentry.toml || fail "config check"
+  say "$release: systemd-analyze verify"
+  in_root systemd-analyze verify /etc/systemd/system/consentry.service 2>&1 | tee /tmp/pi-check-verify.log
+  grep -q "consentry.service:.*\(error\|Failed\|Unknown\)" /tmp/pi-check-verify.log && fail "systemd-analyze verify"
+  if [ -d "$root/data/examples" ]; then
+    say "$release: consentry detect / compare on shared images"
+    in_root $cs detect /data/examples/obama.jpg --json || fail "detect"
+    in_root $cs compare /data/examples/obama.jpg /data/examples/obama2.jpg --json || fail "compare"
+  else
+    echo "shared face data not found at $data: detect/compare skipped"
+  fi
+  say "$release: the test suite's pi subset"
+  in_root sh -c '/opt/consentry/.venv/bin/pip install -q -c /opt/consentry/constraints.txt pytest hypothesis \
+    scikit-image "gpiozero>=2.0" "argon2-cffi>=23.1"' || fail "test dependencies"
+  in_root sh -c "cd /tmp/consentry && CONSENTRY_FACE_DATA=/data CONSENTRY_MODELS=/usr/share/consentry/models \
+    /opt/consentry/.venv/bin/python -m pytest -q -m pi -p no:cacheprovider tests" || fail "pytest -m pi"
+  unmount_root; trap - EXIT
+  say "$release: PASSED"
+}
+
+[ "$(id -u)" = 0 ] || { echo "pi-check needs root (mmdebstrap, chroot, binfmt_misc)" >&2; exit 1; }
+host_tools
+for r in "${releases[@]}"; do check_release "$r"; done
+say "pi-check passed: ${releases[*]}"
