@@ -189,3 +189,22 @@ def test_calibration_scores_a_visit_as_the_door_decides_it(rng):
     assert vote_score == pytest.approx(np.sort(per_frame)[2], abs=1e-5)  # the third-closest of the 5
     assert _VoteSearch(c, plan).genuine(frames, 1) == (np.inf, True)  # nobody voted for subject 1
     assert mean_score < vote_score  # averaging brings the visit closer than any third frame
+
+
+def test_the_budget_holds_for_a_track_that_goes_unseen(pipeline, astronaut):
+    """A face the detector misses for a few frames keeps its track (max_missed) but its open
+    visit is still closed on time: the bound on a stranger's descriptors is the budget."""
+    face = largest_face(pipeline.faces(astronaut))
+    her = pipeline.embed(astronaut, face).vector.copy()
+    pipeline.wipe()
+    gallery = gallery_of(("s-far", her + 0.8 * unit(np.random.default_rng(4))), model=pipeline.embedder.name)
+    her.fill(0)
+    recognizer = Recognizer(FaceTracker(pipeline, TrackingOptions(max_missed=10)), gallery,
+                            VisitOptions(min_frames=3, frames=8, budget_s=1.0))
+    recognizer.step(astronaut, now=0.0)
+    (visit,) = recognizer.visits().values()
+    blank = np.zeros_like(astronaut)
+    recognizer.step(blank, now=0.5)
+    assert np.any(visit.buffers()[0]) and recognizer.visits()  # unseen, track kept, within budget
+    recognizer.step(blank, now=1.0)
+    assert recognizer.visits() and not np.any(visit.buffers()[0]), "budget over: zeroed though unseen"

@@ -79,6 +79,8 @@ class Recognizer:
             results = [self._decide(obs, now) for obs in self.tracker.process(frame)]
             for gone in set(self._visits) - set(self.tracker.tracks):
                 self._visits.pop(gone).wipe()  # the track left: its descriptors go with it
+            for visit in self._visits.values():
+                visit.expire(now)  # also for a track not seen this frame: the budget is a hard bound
             return results
         finally:
             self.tracker.wipe()
