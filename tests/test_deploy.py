@@ -89,3 +89,14 @@ def test_every_default_setting_survives_a_save_and_load(tmp_path):
     path = tmp_path / "consentry.toml"
     save_settings(Settings(), path)
     assert load_settings(path) == Settings()
+
+
+def test_shipped_config_decides_as_the_calibrated_defaults():
+    """The installed config must not pin an older threshold than the one calibrated for its rule."""
+    from consentry.config import Settings
+
+    shipped, defaults = load_settings(ROOT / "deploy" / "consentry.toml"), Settings()
+    for field in ("scoring", "threshold", "visit_threshold"):
+        assert getattr(shipped.match, field) == getattr(defaults.match, field), field
+    assert (shipped.tracking.evidence_k, shipped.tracking.evidence_n) == (defaults.tracking.evidence_k,
+                                                                          defaults.tracking.evidence_n)
