@@ -208,3 +208,22 @@ def test_the_budget_holds_for_a_track_that_goes_unseen(pipeline, astronaut):
     assert np.any(visit.buffers()[0]) and recognizer.visits()  # unseen, track kept, within budget
     recognizer.step(blank, now=1.0)
     assert recognizer.visits() and not np.any(visit.buffers()[0]), "budget over: zeroed though unseen"
+
+
+def test_a_match_whose_recheck_misses_stays_a_match_while_it_is_reverified(rng):
+    me = unit(rng) * 1.4
+    gallery = gallery_of(("s-me", me), ("s-other", unit(rng) * 1.4))
+    visit = Visit(VisitOptions(min_frames=3, frames=8, budget_s=1.0, stall_frames=100))
+    for t in range(3):
+        verdict = visit.add(me + 0.1 * unit(rng), MODEL, 80.0, t * 0.1, gallery)
+    assert verdict.state == "match" and not visit.open
+    visit.reverify()  # a re-check frame missed (say, mid head turn)
+    assert visit.open and visit.verdict.subject == "s-me"
+    assert visit.add(me + 0.6 * unit(rng), MODEL, 80.0, 1.0, gallery).state == "match"  # still, meanwhile
+    for t in range(2):
+        confirmed = visit.add(me + 0.1 * unit(rng), MODEL, 80.0, 1.1 + t * 0.1, gallery)
+    assert confirmed.state == "match" and confirmed.subject == "s-me" and not visit.open
+    visit.reverify()
+    stranger = unit(rng) * 1.4  # someone else stepped into the track
+    states = [visit.add(stranger, MODEL, 80.0, 2.0 + t * 0.2, gallery).state for t in range(6)]
+    assert states[0] == "match" and states[-1] == "unknown" and not np.any(visit.buffers()[0])

@@ -96,7 +96,10 @@ class Recognizer:
         if obs.embedding is not None:
             vector, model = obs.embedding.vector, obs.embedding.model
             if not visit.open and visit.recheck(self.gallery.identify(vector, model)):
-                visit.reopen()
+                if visit.verdict.state == "match":
+                    visit.reverify()
+                else:
+                    visit.reopen()
             verdict = visit.add(vector, model, width, now, self.gallery) if visit.open else visit.verdict
         else:
             verdict = visit.verdict

@@ -80,6 +80,7 @@ class Visit:
         self._started: float | None = None
         self._widths: list[float] = []
         self._settled_width: float | None = None
+        self._checking = False  # a matched track re-verifying: it stays ``match`` meanwhile
         self.verdict = PENDING
 
     def buffers(self) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +89,8 @@ class Visit:
 
     @property
     def open(self) -> bool:
-        return self.verdict.state == "pending"
+        """Collecting frames: undecided, or a match being re-verified."""
+        return self.verdict.state == "pending" or self._checking
 
     def add(self, vector: np.ndarray, model: str, width: float, now: float, gallery: Gallery) -> Verdict:
         """One good frame's descriptor (face box ``width`` px) into an open visit; the verdict."""
@@ -105,7 +107,8 @@ class Visit:
                 return self._close(Verdict("match", decision.subject, decision.distance, n))
         if now - self._started >= self.options.budget_s or self._stalled():
             return self._close(Verdict("unknown"), width)
-        self.verdict = Verdict("pending", frames=n)
+        if not self._checking:
+            self.verdict = Verdict("pending", frames=n)
         return self.verdict
 
     def expire(self, now: float) -> Verdict:
@@ -130,11 +133,22 @@ class Visit:
                 and width >= self.options.grow * self._settled_width)
 
     def reopen(self) -> None:
+        self._restart()
+        self.verdict = PENDING
+
+    def reverify(self) -> None:
+        """A matched track whose re-check missed: collect a new visit while it stays ``match``
+        (a turning head keeps its liveness challenge); the new visit's verdict replaces it —
+        the same subject, another one, or ``unknown`` when its budget runs out."""
+        self._restart()
+        self._checking = True
+
+    def _restart(self) -> None:
         self.wipe()
         self._started = None
         self._widths = []
         self._settled_width = None
-        self.verdict = PENDING
+        self._checking = False
 
     def wipe(self) -> None:
         self._buf.fill(0)
@@ -148,6 +162,7 @@ class Visit:
 
     def _close(self, verdict: Verdict, width: float | None = None) -> Verdict:
         self.wipe()
+        self._checking = False
         self._settled_width = width
         self.verdict = verdict
         return verdict
