@@ -10,7 +10,8 @@ runs out, and when the track leaves the frame, so a stranger's descriptor exists
 
 An ``unknown`` visit is not final while the person is still approaching: the track is
 re-opened (a fresh buffer and budget) when its face grows markedly, or when a slow re-check
-frame matches on its own.
+frame matches on its own. A ``match`` is re-checked the same way; a miss starts a new visit
+while the track stays ``match`` (:meth:`Visit.reverify`), and that visit's verdict replaces it.
 """
 
 from __future__ import annotations
