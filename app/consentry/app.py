@@ -33,18 +33,23 @@ from .notify import Notifier
 log = logging.getLogger(__name__)
 
 
-def choose_opener(spec: str | None, settings: Settings, announce: Callable[[str], None]) -> Callable[[], FrameSource]:
-    """The requested source; with none, picamera2, then the first OpenCV camera, else the demo."""
+def choose_opener(spec: str | None, settings: Settings, announce: Callable[[str], None],
+                  demo: bool = True) -> Callable[[], FrameSource]:
+    """The requested source; with none, picamera2, then the first OpenCV camera, else the demo
+    (or, with ``demo`` False, a CameraError naming what each camera said)."""
     spec = spec or settings.camera.source
     if spec:
         open_source(spec).close()  # fail now, clearly, on a typo or a missing file
         return lambda: open_source(spec)
+    errors = []
     for candidate in ("picamera2", "opencv:0"):
         try:
             open_source(candidate).close()
             return lambda c=candidate: open_source(c)
-        except (CameraError, ConfigError):
-            continue
+        except (CameraError, ConfigError) as exc:
+            errors.append(f"{candidate}: {exc}")
+    if not demo:
+        raise CameraError("no camera: " + "; ".join(errors))
     announce("no camera found: running the demo source (a public-domain test image, skimage's astronaut)")
     return lambda: open_source("demo")
 

@@ -90,23 +90,9 @@ class Doctor:
         return Check("camera", "pass", f"{source.name}: frames of {w}x{h}")
 
     def _configured_camera(self) -> Callable:
-        from ..camera.sources import open_source
+        from ..app import choose_opener
 
-        spec = self.settings.camera.source
-        if spec:
-            return lambda: open_source(spec)
-
-        def first() -> object:
-            errors = []
-            for candidate in ("picamera2", "opencv:0"):
-                try:
-                    return open_source(candidate)
-                except (ConsentryError, ImportError) as exc:
-                    errors.append(f"{candidate}: {exc}")
-            from ..errors import CameraError
-
-            raise CameraError("no camera: " + "; ".join(errors))
-        return first
+        return choose_opener(None, self.settings, lambda line: None, demo=False)
 
     # -- models and runtime -------------------------------------------------------------
     def models(self) -> Check:
