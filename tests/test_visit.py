@@ -227,3 +227,25 @@ def test_a_match_whose_recheck_misses_stays_a_match_while_it_is_reverified(rng):
     stranger = unit(rng) * 1.4  # someone else stepped into the track
     states = [visit.add(stranger, MODEL, 80.0, 2.0 + t * 0.2, gallery).state for t in range(6)]
     assert states[0] == "match" and states[-1] == "unknown" and not np.any(visit.buffers()[0])
+
+
+def test_a_track_the_detector_misses_for_a_frame_is_reported_once():
+    from consentry.config import DoorConfig
+    from consentry.decide.door import DoorPolicy
+    from consentry.decide.recognizer import TrackResult
+
+    events: list = []
+
+    class Door:
+        def unlock(self, seconds: float) -> None:
+            raise AssertionError("a stranger must never unlock")
+
+    policy = DoorPolicy(DoorConfig(), Door(), lambda topic, payload: events.append(payload))
+    stranger = TrackResult(7, (0, 0, 80, 80), "unknown", None, None, (), True)
+    policy.handle([stranger], 1.0, alive={7})
+    policy.handle([], 1.0, alive={7})  # missed by the detector this frame, still tracked
+    policy.handle([stranger], 1.0, alive={7})
+    assert len(events) == 1 and events[0]["decision"] == "unknown" and events[0]["subject"] is None
+    policy.handle([], 1.0, alive=set())  # the track ended; a new visit of the same id would report again
+    policy.handle([stranger], 1.0, alive={7})
+    assert len(events) == 2

@@ -262,7 +262,8 @@ class Appliance:
                 self._capture_step(frame, self.kiosk.capture)
             elif isinstance(self.policy, DoorPolicy):  # a withdrawal by face never pauses the door
                 results = self.recognizer.step(frame)
-                self.policy.handle(results, (time.perf_counter() - start) * 1000.0, frame)
+                self.policy.handle(results, (time.perf_counter() - start) * 1000.0, frame,
+                                   alive=set(self.recognizer.tracker.tracks))
                 self.kiosk.advise(results)
                 self._forget_observe(results)
             elif self._forget_waiting():

@@ -40,10 +40,12 @@ class DoorPolicy:
         self.grants = 0
         self.denials = 0
 
-    def handle(self, results: list[TrackResult], latency_ms: float, frame: np.ndarray | None = None) -> None:
-        live = set()
+    def handle(self, results: list[TrackResult], latency_ms: float, frame: np.ndarray | None = None,
+               alive: set[int] | None = None) -> None:
+        """``alive``: the tracker's live track ids. A track the detector missed in this frame is
+        still alive (tracking.max_missed); its report and liveness state are kept until it ends."""
+        live = set(alive) if alive is not None else {r.track_id for r in results}
         for r in results:
-            live.add(r.track_id)
             if r.state == "pending" or self._reported.get(r.track_id) == (r.state, r.subject):
                 continue
             if r.state == "match" and r.subject is not None:

@@ -113,7 +113,7 @@ def replay_clip(path: Path, recognizer, door_policy_factory, clock: _VideoClock)
             results = recognizer.step(frame, now=clock.now)
             if results and first_face is None:
                 first_face = clock.now
-            policy.handle(results, 0.0, frame)
+            policy.handle(results, 0.0, frame, alive=set(recognizer.tracker.tracks))
             frame.fill(0)
             granted = [e for e in events if e["topic"] == "event/access" and e.get("decision") == "granted"]
             if granted and grant is None:
