@@ -15,7 +15,7 @@ data="${CONSENTRY_FACE_DATA:-$src/../shared/data/faces}"
 releases=("$@")
 [ ${#releases[@]} -gt 0 ] || releases=(trixie bookworm)
 packages=python3,python3-venv,python3-pip,python3-numpy,python3-opencv,python3-cryptography,python3-gpiozero,\
-python3-argon2,python3-pil,python3-waitress,ca-certificates,systemd,mosquitto,mosquitto-clients
+python3-argon2,python3-pil,python3-waitress,ca-certificates,systemd,mosquitto,mosquitto-clients,passwd
 
 say() { printf '\n== %s\n' "$*"; }
 fail() { printf '\nPI-CHECK FAILED (%s): %s\n' "$release" "$*" >&2; exit 1; }
