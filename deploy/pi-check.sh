@@ -32,7 +32,11 @@ host_tools() {
   [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || { echo "binfmt_misc has no qemu-aarch64 entry" >&2; exit 1; }
 }
 
-in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
+in_root() {
+  chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+    DEBIAN_FRONTEND=noninteractive PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 "$@"
+}
 
 unmount_root() {
   for m in data src dev/pts dev sys proc; do mountpoint -q "$root/$m" 2>/dev/null && umount -l "$root/$m"; done
@@ -60,6 +64,11 @@ check_release() {
   mount --bind "$src" "$root/src"; mount -o remount,bind,ro "$root/src"
   [ -d "$data" ] && mount --bind "$data" "$root/data" && mount -o remount,bind,ro "$root/data"
   cp /etc/resolv.conf "$root/etc/resolv.conf"
+  # CAs this host trusts locally (a site's TLS proxy, say) are trusted inside the root too
+  if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
+    cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+    in_root update-ca-certificates >/dev/null
+  fi
   # install.sh installs the package from /src; pip needs a writable copy of the tree
   in_root sh -c 'rm -rf /tmp/consentry && mkdir -p /tmp/consentry && cd /src && \
     tar --exclude=./.venv --exclude=./.venv-recipe --exclude=./.git -cf - . | tar -xf - -C /tmp/consentry'
