@@ -11,6 +11,7 @@
 set -euo pipefail
 src="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${PI_CACHE:-/var/cache/consentry-pi}"
+mirror="${PI_MIRROR:-http://deb.debian.org/debian}"
 data="${CONSENTRY_FACE_DATA:-$src/../shared/data/faces}"
 releases=("$@")
 [ ${#releases[@]} -gt 0 ] || releases=(trixie bookworm)
@@ -28,8 +29,33 @@ host_tools() {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
   fi
   mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-  update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
-  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || { echo "binfmt_misc has no qemu-aarch64 entry" >&2; exit 1; }
+  local version
+  version="$(qemu-aarch64-static --version | sed -n 's/.*version \([0-9]*\)\..*/\1/p' | head -1)"
+  if [ "${version:-0}" -ge 8 ]; then
+    update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
+    [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || { echo "binfmt_misc has no qemu-aarch64 entry" >&2; exit 1; }
+    return
+  fi
+  # Debian bookworm's qemu 7.2 crashes (SIGSEGV) as ai-edge-litert builds its interpreter; trixie's
+  # qemu-user (10.x, Debian's package, static) runs it. Registered under its own binfmt name.
+  local q="$cache/qemu-aarch64" arch
+  arch="$(dpkg --print-architecture)"
+  if [ ! -x "$q" ]; then
+    say "host qemu $version is too old for ai-edge-litert: fetching trixie's qemu-user ($arch)"
+    local file
+    file="$(curl -fsS "$mirror/dists/trixie/main/binary-$arch/Packages.xz" | xz -d \
+      | awk '/^Package: qemu-user$/,/^$/' | sed -n 's/^Filename: //p' | head -1)"
+    [ -n "$file" ] || { echo "no qemu-user in trixie's index" >&2; exit 1; }
+    mkdir -p "$cache/qemu-user"
+    curl -fsS -o "$cache/qemu-user.deb" "$mirror/$file"
+    dpkg-deb -x "$cache/qemu-user.deb" "$cache/qemu-user"
+    install -m 0755 "$cache/qemu-user/usr/bin/qemu-aarch64" "$q"
+  fi
+  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] && echo 0 > /proc/sys/fs/binfmt_misc/qemu-aarch64
+  if [ ! -e /proc/sys/fs/binfmt_misc/consentry-aarch64 ]; then
+    printf '%s' ":consentry-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\
+\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:$q:F" > /proc/sys/fs/binfmt_misc/register
+  fi
 }
 
 in_root() {
@@ -52,9 +78,9 @@ check_release() {
     say "$release: building the arm64 root once (tens of minutes under emulation; cached in $tarball)"
     mmdebstrap --arch=arm64 --variant=apt --include="$packages" \
       --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
-      --dpkgopt='path-exclude=/usr/share/locale/*' "$release" "$tarball.part" http://deb.debian.org/debian \
-      || fail "mmdebstrap"
-    mv "$tarball.part" "$tarball"
+      --dpkgopt='path-exclude=/usr/share/locale/*' "$release" "$cache/$release.partial.tar" \
+      "$mirror" || fail "mmdebstrap"
+    mv "$cache/$release.partial.tar" "$tarball"  # mmdebstrap picks the format by the name: keep .tar
   fi
   unmount_root; rm -rf "$root"; mkdir -p "$root"
   tar -xf "$tarball" -C "$root"
@@ -81,8 +107,8 @@ check_release() {
   say "$release: consentry config check"
   in_root $cs config check /etc/consentry/consentry.toml || fail "config check"
   say "$release: systemd-analyze verify"
-  in_root systemd-analyze verify /etc/systemd/system/consentry.service 2>&1 | tee /tmp/pi-check-verify.log
-  grep -q "consentry.service:.*\(error\|Failed\|Unknown\)" /tmp/pi-check-verify.log && fail "systemd-analyze verify"
+  in_root systemd-analyze verify /etc/systemd/system/consentry.service 2>&1 | tee "$cache/$release-verify.log"
+  grep -q "consentry.service:.*\(error\|Failed\|Unknown\)" "$cache/$release-verify.log" && fail "systemd-analyze verify"
   if [ -d "$root/data/examples" ]; then
     say "$release: consentry detect / compare on shared images"
     in_root $cs detect /data/examples/obama.jpg --json || fail "detect"
