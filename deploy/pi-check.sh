@@ -107,7 +107,9 @@ check_release() {
   say "$release: consentry config check"
   in_root $cs config check /etc/consentry/consentry.toml || fail "config check"
   say "$release: systemd-analyze verify"
-  in_root systemd-analyze verify /etc/systemd/system/consentry.service 2>&1 | tee "$cache/$release-verify.log"
+  in_root systemd-analyze verify /etc/systemd/system/consentry.service >"$cache/$release-verify.log" 2>&1 \
+    || { cat "$cache/$release-verify.log"; fail "systemd-analyze verify"; }
+  cat "$cache/$release-verify.log"
   grep -q "consentry.service:.*\(error\|Failed\|Unknown\)" "$cache/$release-verify.log" && fail "systemd-analyze verify"
   if [ -d "$root/data/examples" ]; then
     say "$release: consentry detect / compare on shared images"
