@@ -12,7 +12,7 @@ from typing import Literal
 
 from ..config import Settings
 from ..errors import ConsentryError
-from .host import Host, RealHost
+from .host import Host, RealHost, cpu_celsius
 
 Status = Literal["pass", "warn", "fail"]
 NO_ROOM = 100 * 2**20      # below this the vault's WAL and the audit log can no longer grow
@@ -195,11 +195,7 @@ class Doctor:
         return Check("disk", "pass", detail)
 
     def temperature(self) -> Check:
-        text = self.host.read_text("/sys/class/thermal/thermal_zone0/temp")
-        try:
-            celsius = int(text) / 1000.0 if text is not None else None
-        except ValueError:
-            celsius = None
+        celsius = cpu_celsius(self.host)
         if celsius is None:
             return Check("temperature", "pass", "no CPU temperature sensor on this machine (not a Raspberry Pi)")
         detail = f"CPU {celsius:.1f} °C"
@@ -211,7 +207,7 @@ class Doctor:
         return Check("temperature", "pass", detail)
 
     def throttling(self) -> Check:
-        value = _throttled(self.host)
+        value = throttle_flags(self.host)
         if value is None:
             return Check("throttling", "pass", "no throttling report on this machine (not a Raspberry Pi)")
         now = [what for bit, what in THROTTLE_NOW.items() if value >> bit & 1]
@@ -230,7 +226,7 @@ class Doctor:
         return gpio_check(self.settings.door, self.pin_factory, self.relay_test)
 
 
-def _throttled(host: Host) -> int | None:
+def throttle_flags(host: Host) -> int | None:
     """vcgencmd's ``throttled=0x...``, else the firmware's sysfs file; None where neither exists."""
     out = host.run(["vcgencmd", "get_throttled"])
     text = out.split("=", 1)[-1] if out else host.read_text("/sys/devices/platform/soc/soc:firmware/get_throttled")

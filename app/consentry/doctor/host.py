@@ -26,6 +26,18 @@ class Host(Protocol):
         Raises OSError (ssl.SSLError included) when it cannot."""
 
 
+THERMAL = "/sys/class/thermal/thermal_zone0/temp"
+
+
+def cpu_celsius(host: Host) -> float | None:
+    """The SoC temperature in °C (0.1 °C), or None where there is no sensor."""
+    text = host.read_text(THERMAL)
+    try:
+        return round(int(text) / 1000.0, 1) if text else None
+    except ValueError:
+        return None
+
+
 class RealHost:
     def read_text(self, path: str) -> str | None:
         try:

@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..doctor.checks import _throttled
-from ..doctor.host import Host, RealHost
+from ..doctor.checks import throttle_flags
+from ..doctor.host import Host, RealHost, cpu_celsius
 from ..errors import ImageError
 
 
@@ -24,14 +24,6 @@ def _rss_mb(host: Host) -> float | None:
         if line.startswith("VmRSS:"):
             return round(int(line.split()[1]) / 1024.0, 1)
     return None
-
-
-def _celsius(host: Host) -> float | None:
-    text = host.read_text("/sys/class/thermal/thermal_zone0/temp")
-    try:
-        return round(int(text) / 1000.0, 1) if text else None
-    except ValueError:
-        return None
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -51,7 +43,7 @@ class _Minute:
     def summary(self, seconds: float, host: Host) -> dict:
         return {"minute": self.index, "frames": self.frames, "fps": round(self.frames / max(seconds, 1e-9), 2),
                 "stages_ms": {k: {"p50": _pct(v, 50), "p90": _pct(v, 90)} for k, v in self.stages.items()},
-                "cpu_c": _celsius(host), "throttled": _throttled(host), "rss_mb": _rss_mb(host)}
+                "cpu_c": cpu_celsius(host), "throttled": throttle_flags(host), "rss_mb": _rss_mb(host)}
 
 
 def field_run(recognizer, source, seconds: float, host: Host | None = None, bucket_s: float = 60.0,

@@ -36,10 +36,10 @@ def consent_dir(settings: Settings) -> Path:
 
 
 def cpu_temperature() -> str:
-    try:
-        return f"{int(Path('/sys/class/thermal/thermal_zone0/temp').read_text()) / 1000:.1f} °C"
-    except (OSError, ValueError):
-        return "not available"
+    from ..doctor.host import RealHost, cpu_celsius
+
+    celsius = cpu_celsius(RealHost())
+    return "not available" if celsius is None else f"{celsius:.1f} °C"
 
 
 def redirect(location: str) -> Response:
