@@ -81,8 +81,10 @@ class TrackingConfig(_Strict):
     visit_seconds: float = Field(3.0, gt=0, le=60, description="A visit without a match is `unknown` this long "
                                  "after its first good frame (its descriptors are zeroed then); it re-opens when "
                                  "the face grows by visit_regrow or a slow re-check frame matches.")
-    visit_stall_frames: int = Field(12, ge=1, le=300, description="A visit settles early when its face has not "
-                                    "grown by 5 % over this many good frames (the person stopped approaching).")
+    visit_stall_frames: int = Field(300, ge=1, le=300, description="A visit settles early when its face has "
+                                    "not grown by 5 % over this many good frames (the person stopped approaching). "
+                                    "Default 300: only the budget ends a visit; a person standing still often shows "
+                                    "their best frames a second or two in (measured on the shared stage clip).")
     visit_regrow: float = Field(1.25, gt=1, le=4, description="A settled unknown track whose face width reaches "
                                 "this multiple of its width at settling starts a new visit.")
     max_embeds_per_frame: int = Field(3, ge=1, le=50, description="Faces embedded per frame at most (largest "

@@ -42,7 +42,7 @@ class VisitOptions:
     min_frames: int = 3
     frames: int = 8
     budget_s: float = 3.0
-    stall_frames: int = 12
+    stall_frames: int = 300
     grow_stall: float = 1.05
     grow: float = 1.25
 
