@@ -42,7 +42,9 @@ class Handed:
 def run(astronaut, frames: int = 12) -> tuple[dict, list[np.ndarray]]:
     shown = [astronaut.copy() for _ in range(frames)]
     camera = Handed(shown)
-    recognizer = recognizer_from_settings(Settings())
+    s = Settings()
+    recognizer = recognizer_from_settings(s.model_copy(update={"tracking": s.tracking.model_copy(
+        update={"visit_seconds": 0.5})}))  # the stranger's visit ends within the 3 s run
     with recognizer:
         result = field_run(recognizer, camera, seconds=3.0, host=PI, bucket_s=1.0, clock=Ticks())
     return result, shown
