@@ -104,6 +104,17 @@ class OpenCVSource:
             raise CameraError(f"OpenCV could not open {target!r} (no camera, or unreadable file/stream)")
         self.name = f"opencv:{target}"
 
+    @property
+    def fps(self) -> float:
+        """The stream's nominal frame rate (15 where it reports none or nonsense)."""
+        fps = float(self._cap.get(self._cv2.CAP_PROP_FPS) or 0.0)
+        return fps if 1.0 <= fps <= 240.0 else 15.0
+
+    @property
+    def frame_count(self) -> int:
+        """Frames in a file (0 for a camera or stream)."""
+        return max(int(self._cap.get(self._cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
+
     def frames(self) -> Iterator[np.ndarray]:
         while True:
             ok, frame = self._cap.read()

@@ -44,7 +44,7 @@ class DoorPolicy:
                alive: set[int] | None = None) -> None:
         """``alive``: the tracker's live track ids. A track the detector missed in this frame is
         still alive (tracking.max_missed); its report and liveness state are kept until it ends."""
-        live = set(alive) if alive is not None else {r.track_id for r in results}
+        live = alive if alive is not None else {r.track_id for r in results}
         for r in results:
             if r.state == "pending" or self._reported.get(r.track_id) == (r.state, r.subject):
                 continue

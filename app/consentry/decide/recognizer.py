@@ -76,11 +76,11 @@ class Recognizer:
     def step(self, frame: np.ndarray, now: float | None = None) -> list[TrackResult]:
         now = self.clock() if now is None else now
         try:
+            for visit in self._visits.values():
+                visit.expire(now)  # every open visit, seen this frame or not: the budget is a hard bound
             results = [self._decide(obs, now) for obs in self.tracker.process(frame)]
             for gone in set(self._visits) - set(self.tracker.tracks):
                 self._visits.pop(gone).wipe()  # the track left: its descriptors go with it
-            for visit in self._visits.values():
-                visit.expire(now)  # also for a track not seen this frame: the budget is a hard bound
             return results
         finally:
             self.tracker.wipe()
@@ -92,7 +92,6 @@ class Recognizer:
         width = float(box[2] - box[0])
         if visit.grew(width):
             visit.reopen()
-        visit.expire(now)
         if obs.embedding is not None:
             vector, model = obs.embedding.vector, obs.embedding.model
             if not visit.open and visit.recheck(self.gallery.identify(vector, model)):

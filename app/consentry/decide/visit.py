@@ -104,6 +104,7 @@ class Visit:
         if n >= self.options.min_frames:
             np.mean(self._buf[:n], axis=0, out=self._mean)
             decision = gallery.identify(self._mean, model, threshold=self.options.threshold)
+            self._mean.fill(0)  # scratch: recomputed from the buffer on the next frame
             if decision.matched:
                 return self._close(Verdict("match", decision.subject, decision.distance, n))
         if now - self._started >= self.options.budget_s or self._stalled():

@@ -22,16 +22,15 @@ from .frames_bench import synthetic_gallery, video_frames
 
 def door_timing(pipeline: FacePipeline, video: Path, settings: Settings, limit: int | None = None,
                 gallery_size: int = 100) -> dict:
-    import cv2
-
+    from ..camera.sources import OpenCVSource
     from ..decide.recognizer import Recognizer, visit_options
     from ..vision.factory import tracking_options
     from ..vision.tracking import FaceTracker
     from .frames_bench import Clock
 
-    cap = cv2.VideoCapture(str(video))
-    fps = cap.get(cv2.CAP_PROP_FPS) or 15.0
-    cap.release()
+    probe = OpenCVSource(str(video), finite=True)
+    fps = probe.fps
+    probe.close()
     gallery = synthetic_gallery(pipeline.embedder.name, gallery_size)
     recognizer = Recognizer(FaceTracker(pipeline, tracking_options(settings.tracking)), gallery,
                             visit_options(settings))

@@ -79,7 +79,7 @@ def video_templates(pipeline: FacePipeline, path: Path, count: int) -> list[np.n
     from ..camera.sources import OpenCVSource
 
     source = OpenCVSource(str(path), finite=True)
-    total = max(int(source._cap.get(7)), 1)
+    total = max(source.frame_count, 1)
     wanted = [int(total * (k + 0.5) / count) for k in range(count)]
     out: list[np.ndarray] = []
     try:
@@ -100,9 +100,7 @@ def replay_clip(path: Path, recognizer, door_policy_factory, clock: _VideoClock)
     from ..camera.sources import OpenCVSource
 
     source = OpenCVSource(str(path), finite=True)
-    fps = source._cap.get(5) or 15.0
-    if not 1.0 <= fps <= 240.0:
-        fps = 15.0
+    fps = source.fps
     events: list[dict] = []
     policy = door_policy_factory(lambda topic, payload: events.append({"topic": topic, **payload}))
     first_face, frames, grant = None, 0, None

@@ -212,7 +212,7 @@ def embed_clips(folder: Path, embed, quiet: bool = False) -> list[tuple[np.ndarr
     for path in videos:
         source = OpenCVSource(str(path), finite=True)
         vecs, ok = [], []
-        progress = None if quiet else Progress(path.name, int(source._cap.get(7)))
+        progress = None if quiet else Progress(path.name, source.frame_count)
         try:
             for frame in source.frames():
                 v = embed(frame)
