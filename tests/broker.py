@@ -6,61 +6,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from consentry.bus.broker import LocalMosquitto, free_port, mosquitto_binary, wait_port
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"broker did not listen on {port}")
-
-
-class Mosquitto:
-    """``start()``/``stop()`` may be called repeatedly (the port stays the same)."""
+class Mosquitto(LocalMosquitto):
+    """The app's launcher; skips the test where mosquitto is not installed."""
 
     def __init__(self, workdir: Path, extra_conf: str = "", port: int | None = None) -> None:
-        binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-        if binary is None:
+        if mosquitto_binary() is None:
             pytest.skip("mosquitto is not installed (make test installs it from Debian when it can)")
-        self.binary = binary
-        self.port = port or free_port()
-        self.conf = workdir / f"mosquitto-{self.port}.conf"
-        # As root, mosquitto drops to the `mosquitto` user, which cannot read pytest's private
-        # temporary folders; stay the current user instead.
-        user = "user root\n" if os.geteuid() == 0 else ""
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\n" + (extra_conf or "allow_anonymous true\n")
-                             + "persistence false\n" + user)
-        self.proc: subprocess.Popen | None = None
-        self.log = workdir / f"mosquitto-{self.port}.log"
-
-    def start(self) -> Mosquitto:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT)
-        wait_port(self.port)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=5)
-            self.proc = None
+        super().__init__(workdir, extra_conf, port)
 
 
 class Recorder:

@@ -88,6 +88,7 @@ class Appliance:
         self._closers.append(self.camera.close)
         self.gallery = self._gallery(model, s.profile)
         self.recognizer.gallery = self.gallery
+        self._start_fleet(model)
         self._start_bus()
         self._start_profile(model)
         self._start_web()
@@ -119,6 +120,18 @@ class Appliance:
             self.out(f"{len(loaded.other_models)} subject(s) need re-enrolment for {model}")
         self._closers.append(loaded.gallery.close)
         return loaded.gallery
+
+    def _start_fleet(self, model: str) -> None:
+        """The device's part in its site (fleet/), when it belongs to one."""
+        self.fleet = None
+        if self.vault is None or not self.settings.fleet.enabled or self.vault.secret("fleet") is None:
+            return
+        from .fleet.service import FleetService, gallery_updater
+
+        self.fleet = FleetService(self.vault, self.settings.mqtt, self.settings.fleet, model=model,
+                                  on_change=gallery_updater(self.gallery, self.settings.profile)).start()
+        self._closers.append(self.fleet.close)
+        self.out(self.fleet.status())
 
     def _start_bus(self) -> None:
         cfg = self.settings.mqtt
@@ -166,7 +179,8 @@ class Appliance:
                 "per-stage latency": ", ".join(f"{k} {v:.1f} ms" for k, v in self.recognizer.tracker.timings.items()),
                 "camera": self.camera.status, "broker": link, "profile": self.settings.profile,
                 "liveness": self._liveness_status(),
-                "enrolled for this profile": len(self.gallery.subjects)}
+                "enrolled for this profile": len(self.gallery.subjects),
+                **({"site": self.fleet.status()} if self.fleet is not None else {})}
 
     def checks(self) -> list:
         """`consentry doctor`'s checks for the staff page, from inside the running appliance: the
@@ -200,7 +214,8 @@ class Appliance:
             self.bus.publish_state("state/lock", "locked")
             self.policy = DoorPolicy(s.door, self.door, self._publish, on_grant=self._seen,
                                      on_unknown=self._count_unknown, liveness=self._liveness(),
-                                     on_prompt=lambda track, prompt: self.kiosk.set_prompt(prompt))
+                                     on_prompt=lambda track, prompt: self.kiosk.set_prompt(prompt),
+                                     gate=self.fleet.verdict if self.fleet is not None else None)
         else:
             identify = self._gallery(model, "checkout", opted_in_only=True)
             self.policy = CheckoutPolicy(s.checkout, self.gallery, self._publish, identify_gallery=identify,

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__, cli_vault
+from . import __version__, cli_fleet, cli_vault
 from .config import Settings, load_settings
 from .errors import ConfigError, ConsentryError
 
@@ -465,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     add("models", cmd_models, "verify every model in the manifest", json_flag=False)
     cli_vault.add_commands(sub, lambda fn: lambda args: fn(args, _settings(args)))
+    cli_fleet.add_commands(sub, lambda fn: lambda args: fn(args, _settings(args)))
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     chk = cfg_sub.add_parser("check", help="validate a config file")

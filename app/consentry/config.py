@@ -227,6 +227,20 @@ class MqttConfig(_Strict):
                                          "none to skip discovery.")
 
 
+class FleetConfig(_Strict):
+    enabled: bool = Field(True, description="Take part in the site this device belongs to (`consentry fleet "
+                          "init` on the enrolment kiosk, `consentry fleet join` on a door); no effect on a device "
+                          "in no site.")
+    max_staleness_seconds: float = Field(120.0, ge=5, le=3600, description="A door that has not confirmed the "
+                                         "site's current state (a signed head issued within this long) stops "
+                                         "granting until it syncs; also the longest a revocation can take to "
+                                         "reach a door cut off from the broker.")
+    max_skew_seconds: float = Field(30.0, ge=0, le=600, description="Records and heads issued further than "
+                                    "this in the future (by this device's clock) are refused.")
+    heartbeat_seconds: float = Field(10.0, ge=0.2, le=600, description="How often the kiosk re-issues the "
+                                     "site head (and a door reports its state).")
+
+
 class HttpConfig(_Strict):
     bind: str = Field("127.0.0.1", description="Web page bind address.")
     port: int = Field(8080, ge=0, le=65535, description="Web page port (0: choose a free one).")
@@ -249,6 +263,7 @@ class Settings(_Strict):
     liveness: LivenessConfig = LivenessConfig()
     checkout: CheckoutConfig = CheckoutConfig()
     mqtt: MqttConfig = MqttConfig()
+    fleet: FleetConfig = FleetConfig()
     http: HttpConfig = HttpConfig()
 
 

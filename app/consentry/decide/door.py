@@ -24,8 +24,10 @@ Publish = Callable[[str, dict], None]
 class DoorPolicy:
     def __init__(self, cfg: DoorConfig, door, publish: Publish, *, on_grant: Callable[[str], None] | None = None,
                  on_unknown: Callable[[], None] | None = None, clock: Callable[[], float] = time.monotonic,
-                 liveness: LivenessGate | None = None, on_prompt: Callable[[int, str | None], None] | None = None
-                 ) -> None:
+                 liveness: LivenessGate | None = None, on_prompt: Callable[[int, str | None], None] | None = None,
+                 gate: Callable[[], object] | None = None) -> None:
+        """``gate``: asked before every grant (a site door's replica: ``granting`` and a
+        ``reason`` such as ``fleet_stale``); a refusal is a denial with that reason."""
         self.cfg = cfg
         self.door = door
         self.publish = publish
@@ -34,6 +36,7 @@ class DoorPolicy:
         self.clock = clock
         self.liveness = liveness
         self.on_prompt = on_prompt or (lambda track, prompt: None)
+        self.gate = gate
         self._prompting: set[int] = set()
         self._reported: dict[int, tuple[str, str | None]] = {}
         self._last_grant: dict[str, float] = {}
@@ -69,6 +72,11 @@ class DoorPolicy:
         if last is not None and now - last < self.cfg.cooldown_seconds:
             log.debug("subject %s within cooldown; no second grant", r.subject)
             return True
+        if self.gate is not None:
+            verdict = self.gate()
+            if not verdict.granting:
+                self._deny(r, latency_ms, verdict.reason, "not_checked")
+                return True
         if self.liveness is None:
             self._grant(r, latency_ms, "not_checked")
             return True

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ..errors import VaultError, VaultMissing
 
-SCHEMA_VERSION = 3
-TABLES = frozenset({"meta", "subjects", "templates", "audit", "credentials", "commands"})
+SCHEMA_VERSION = 4
+TABLES = frozenset({"meta", "subjects", "templates", "audit", "credentials", "commands", "fleet", "fleet_doors"})
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -62,6 +62,15 @@ MIGRATIONS: dict[int, str] = {
     CREATE TABLE commands (request_id TEXT PRIMARY KEY, seen REAL NOT NULL);
     ALTER TABLE subjects ADD COLUMN row_mac BLOB;
     ALTER TABLE credentials ADD COLUMN mac BLOB;
+    """,
+    # 4: a site's replicated records (fleet/): on the enrolment kiosk, the signed record it last
+    # published per subject (a revocation leaves a tombstone with no payload); on a door, the
+    # version it last applied per subject. And the doors a kiosk was asked to admit.
+    4: """
+    CREATE TABLE fleet (subject TEXT PRIMARY KEY, seq INTEGER NOT NULL, kind TEXT NOT NULL,
+                        digest TEXT NOT NULL, record BLOB);
+    CREATE TABLE fleet_doors (door TEXT PRIMARY KEY, public_key BLOB NOT NULL, label TEXT NOT NULL,
+                              status TEXT NOT NULL, updated TEXT NOT NULL);
     """,
 }
 

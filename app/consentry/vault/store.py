@@ -28,10 +28,14 @@ import numpy as np
 from ..errors import SubjectNotFound, TemplateIntegrityError, VaultError, VaultMissing, WrongKey
 from . import crypto, schema
 from . import rows as macs
+from .aad import aad_key as _aad_key
+from .aad import aad_name as _aad_name
+from .aad import aad_template as _aad_template
 from .audit import AuditLog, AuditReport
 from .consent import MAX_RETENTION_DAYS, ConsentRecord
 from .files import prepare_files
 from .keys import KeyFile, KeyProvider
+from .replica import FleetRows
 
 log = logging.getLogger(__name__)
 
@@ -41,23 +45,6 @@ Clock = Callable[[], dt.datetime]
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
-# The version of the blob formats, bound into every blob's associated data. Independent of the
-# database schema, so a migration that adds a column never invalidates stored blobs.
-BLOB_VERSION = 1
-
-
-def _aad_key(subject: str) -> str:
-    return f"consentry:data-key:v{BLOB_VERSION}:{subject}"
-
-
-def _aad_name(subject: str) -> str:
-    return f"consentry:name:v{BLOB_VERSION}:{subject}"
-
-
-def _aad_template(subject: str, template: str, model: str) -> str:
-    return f"consentry:template:v{BLOB_VERSION}:{subject}:{template}:{model}"
 
 
 @dataclass(frozen=True)
@@ -114,7 +101,7 @@ class TemplateSet:
             vector.fill(0)
 
 
-class Vault:
+class Vault(FleetRows):
     """Open with :meth:`open`; use as a context manager or call :meth:`close`."""
 
     def __init__(self, home: Path, provider: KeyProvider, *, inactivity_days: int = 365,
@@ -129,6 +116,7 @@ class Vault:
         self.clock = clock
         self._lock = threading.RLock()
         self._revoke_callbacks: list[Callable[[str], None]] = []
+        self._enrol_callbacks: list[Callable[[str], None]] = []
         prepare_files(self.home, self.path, create)
         self._conn = schema.connect(self.path)
         try:
@@ -204,6 +192,7 @@ class Vault:
         self._signer = macs.SubjectSigner(self._conn, master)
         meta_key = crypto.derive(master, "meta")
         self._wrap_key = crypto.derive(master, "wrap")
+        self._secret_key = crypto.derive(master, "secrets")
         audit_key = crypto.unseal(meta_key, self._meta("audit_key") or b"", "consentry:audit-key", "the audit key")
         self.audit = AuditLog(self._conn, audit_key)
         raw = crypto.unseal(meta_key, self._meta("transform") or b"", "consentry:transform", "the deployment transform")
@@ -255,39 +244,53 @@ class Vault:
         """Called with the subject id after every revocation (galleries drop the subject at once)."""
         self._revoke_callbacks.append(callback)
 
+    def on_enrol(self, callback: Callable[[str], None]) -> None:
+        """Called with the subject id after an enrolment in this process (a site publishes it)."""
+        self._enrol_callbacks.append(callback)
+
     # -- lifecycle ------------------------------------------------------------------------
     def enroll(self, name: str, consent: ConsentRecord, vectors: Sequence[np.ndarray], model: str) -> str:
         """Store a new subject; returns its pseudonymous id. One transaction: all or nothing."""
+        subject = "s-" + secrets.token_hex(8)
+        with self._txn():
+            self._insert_subject(subject, name, consent, vectors, model)
+            self.audit.append(self._now(), "enrol", subject, templates=len(vectors), model=model,
+                              purposes=list(consent.purposes), consent=f"{consent.consent_id}@{consent.version}",
+                              method=consent.method)
+        for callback in self._enrol_callbacks:
+            callback(subject)
+        return subject
+
+    def _insert_subject(self, subject: str, name: str, consent: ConsentRecord, vectors: Sequence[np.ndarray],
+                        model: str, *, transformed: bool = False) -> None:
+        """Inside the caller's transaction. ``transformed``: the vectors are already in this
+        store's transform space (a site's replicated templates)."""
         consent.validate()
         if not vectors:
             raise VaultError("enrolment needs at least one template")
-        subject = "s-" + secrets.token_hex(8)
         data_key = crypto.new_key()
         now = self._now()
-        with self._txn():
-            self._conn.execute(
-                "INSERT INTO subjects(id, name_ct, wrapped_key, purposes, identify_opt_in, created, consent_id, "
-                "consent_version, consent_sha256, consent_given_at, consent_method, witnessed_by, retention_days, "
-                "age_statement) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (subject, crypto.seal(data_key, name.encode(), _aad_name(subject)),
-                 crypto.seal(self._wrap_key, data_key, _aad_key(subject)), ",".join(consent.purposes),
-                 int(consent.identify_opt_in), now, consent.consent_id, consent.version, consent.sha256,
-                 consent.given_at, consent.method, consent.witnessed_by, consent.retention_days,
-                 consent.age_statement))
-            for vector in vectors:
-                self._store_template(subject, data_key, vector, model, now)
-            self._signer.sign(subject)
-            self._set_meta("roster", self._signer.toggled(self._meta("roster"), subject))
-            self.audit.append(now, "enrol", subject, templates=len(vectors), model=model,
-                              purposes=list(consent.purposes), consent=f"{consent.consent_id}@{consent.version}",
-                              method=consent.method)
-        return subject
+        self._conn.execute(
+            "INSERT INTO subjects(id, name_ct, wrapped_key, purposes, identify_opt_in, created, consent_id, "
+            "consent_version, consent_sha256, consent_given_at, consent_method, witnessed_by, retention_days, "
+            "age_statement) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (subject, crypto.seal(data_key, name.encode(), _aad_name(subject)),
+             crypto.seal(self._wrap_key, data_key, _aad_key(subject)), ",".join(consent.purposes),
+             int(consent.identify_opt_in), now, consent.consent_id, consent.version, consent.sha256,
+             consent.given_at, consent.method, consent.witnessed_by, consent.retention_days,
+             consent.age_statement))
+        for vector in vectors:
+            self._store_template(subject, data_key, vector, model, now, transformed=transformed)
+        self._signer.sign(subject)
+        self._set_meta("roster", self._signer.toggled(self._meta("roster"), subject))
 
-    def _store_template(self, subject: str, data_key: bytes, vector: np.ndarray, model: str, now: str) -> None:
+    def _store_template(self, subject: str, data_key: bytes, vector: np.ndarray, model: str, now: str,
+                        transformed: bool = False) -> None:
         template = "t-" + secrets.token_hex(8)
-        transformed = self.transform @ np.asarray(vector, np.float32).reshape(crypto.DIM)
-        blob = crypto.seal(data_key, crypto.vector_bytes(transformed), _aad_template(subject, template, model))
-        transformed.fill(0)
+        vector = np.asarray(vector, np.float32).reshape(crypto.DIM)
+        moved = vector.copy() if transformed else self.transform @ vector
+        blob = crypto.seal(data_key, crypto.vector_bytes(moved), _aad_template(subject, template, model))
+        moved.fill(0)
         self._conn.execute("INSERT INTO templates(id, subject_id, model, ct, created) VALUES (?,?,?,?,?)",
                            (template, subject, model, blob, now))
 
@@ -376,20 +379,32 @@ class Vault:
 
     def revoke(self, subject: str, reason: str = "consent withdrawn") -> DeletionReceipt:
         with self._txn():
-            row = self._conn.execute("SELECT 1 FROM subjects WHERE id=?", (subject,)).fetchone()
-            if row is None:
-                raise SubjectNotFound(f"no subject {subject} (never enrolled, already revoked, or purged)")
-            templates = self._conn.execute("DELETE FROM templates WHERE subject_id=?", (subject,)).rowcount
-            self._conn.execute("DELETE FROM subjects WHERE id=?", (subject,))
-            self._set_meta("roster", self._signer.toggled(self._meta("roster"), subject))
-            destroyed = {"data_key": True, "templates": templates, "name": True, "consent_record": True}
-            now = self._now()
-            mac = self.audit.append(now, "revoke" if reason != "expired" else "expire", subject,
-                                    reason=reason, **destroyed)
+            destroyed, now, mac = self._delete_subject(subject, reason)
+        self._after_revoke(subject)
+        return DeletionReceipt(subject, now, destroyed, mac, reason)
+
+    def _delete_subject(self, subject: str, reason: str, audit: bool = True) -> tuple[dict, str, str]:
+        """Inside the caller's transaction: the key, templates, record, and any replicated
+        payload of the subject (a site's published record) go; the audit says so."""
+        row = self._conn.execute("SELECT 1 FROM subjects WHERE id=?", (subject,)).fetchone()
+        if row is None:
+            raise SubjectNotFound(f"no subject {subject} (never enrolled, already revoked, or purged)")
+        templates = self._conn.execute("DELETE FROM templates WHERE subject_id=?", (subject,)).rowcount
+        self._conn.execute("DELETE FROM subjects WHERE id=?", (subject,))
+        self._conn.execute("UPDATE fleet SET record=NULL WHERE subject=? AND kind != 'revoke'", (subject,))
+        self._set_meta("roster", self._signer.toggled(self._meta("roster"), subject))
+        destroyed = {"data_key": True, "templates": templates, "name": True, "consent_record": True}
+        now = self._now()
+        if not audit:
+            return destroyed, now, ""
+        mac = self.audit.append(now, "revoke" if reason != "expired" else "expire", subject,
+                                reason=reason, **destroyed)
+        return destroyed, now, mac
+
+    def _after_revoke(self, subject: str) -> None:
         self._checkpoint()
         for callback in self._revoke_callbacks:
             callback(subject)
-        return DeletionReceipt(subject, now, destroyed, mac, reason)
 
     # -- revocation codes and staff credentials -------------------------------------------
     def issue_revocation_code(self, subject: str) -> str:
@@ -471,10 +486,17 @@ class Vault:
                 "t.subject_id = s.id AND t.model = ?) ORDER BY s.id", (model,)).fetchall()
         return [r[0] for r in rows]
 
-    def rotate(self, new_master: bytes, renew_transform: bool = False) -> int:
-        """Re-wrap every data key under ``new_master`` (and optionally renew the transform,
-        re-encrypting every template). One transaction. Returns the subjects re-wrapped."""
-        transform = crypto.random_orthogonal() if renew_transform else self.transform
+    def rotate(self, new_master: bytes, renew_transform: bool = False, *,
+               transform: np.ndarray | None = None) -> int:
+        """Re-wrap every data key under ``new_master`` (and optionally renew the transform, or
+        adopt a given one — a site's — re-encrypting every template). One transaction.
+        Returns the subjects re-wrapped."""
+        if transform is None:
+            if renew_transform:
+                self.refuse_renewal_in_a_site()
+            transform = crypto.random_orthogonal() if renew_transform else self.transform
+        else:
+            transform, renew_transform = np.asarray(transform, np.float32), True
         change = transform @ self.transform.T
         new_wrap = crypto.derive(new_master, "wrap")
         with self._txn():

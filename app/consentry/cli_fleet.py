@@ -1,0 +1,147 @@
+"""Site commands of the `consentry` CLI: `fleet init|join|approve|doors|serve|simulate`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+from .config import Settings
+from .errors import ConsentryError
+
+
+def _vault(args: argparse.Namespace, settings: Settings):
+    from .vault import open_vault
+
+    return open_vault(settings.vault, args.home)
+
+
+def _model(settings: Settings) -> str:
+    return settings.vision.embedder + ("+flip" if settings.vision.flip else "")
+
+
+def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    from .fleet.join import init_site
+    from .fleet.records import fingerprint
+
+    with _vault(args, settings) as vault:
+        site = init_site(vault, args.label)
+    print(f"site {site.site} ({site.label}) created on this kiosk; signing key {fingerprint(site.public)}")
+    print("run the appliance here (`consentry run`), then `consentry fleet join` on each door")
+    return 0
+
+
+def cmd_join(args: argparse.Namespace, settings: Settings) -> int:
+    from .fleet.join import join
+
+    with _vault(args, settings) as vault:
+        join(vault, settings.mqtt, site=args.site, label=args.label or settings.mqtt.device_id,
+             timeout=args.timeout)
+    return 0
+
+
+def _with_service(args: argparse.Namespace, settings: Settings, body: Callable) -> int:
+    from .fleet.service import FleetService
+
+    with _vault(args, settings) as vault:
+        service = FleetService(vault, settings.mqtt, settings.fleet, model=_model(settings)).start()
+        try:
+            if not service.link.wait_connected(10):
+                raise ConsentryError(f"no MQTT broker at {settings.mqtt.host}:{settings.mqtt.port}")
+            return body(service)
+        finally:
+            service.close()
+
+
+def cmd_approve(args: argparse.Namespace, settings: Settings) -> int:
+    def approve(service) -> int:
+        if service.site is None:
+            raise ConsentryError("only the site's enrolment kiosk approves doors")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and args.door not in {d.door for d in service.site.doors()}:
+            time.sleep(0.1)  # the retained join request arrives just after connecting
+        service.site.approve(args.door, args.code)
+        time.sleep(0.5)
+        print(f"door {args.door} approved: it receives the site's keys and subjects")
+        return 0
+
+    return _with_service(args, settings, approve)
+
+
+def cmd_doors(args: argparse.Namespace, settings: Settings) -> int:
+    def listing(service) -> int:
+        if service.site is None:
+            print(service.status())
+            return 0
+        time.sleep(args.wait)  # retained door reports arrive after connecting
+        doors = [{"door": d.door, "label": d.label, "status": d.status, "code": d.code if d.status == "pending"
+                  else None, "behind": d.behind, "granting": d.report.granting if d.report else None,
+                  "reason": d.report.reason if d.report else None, "reported_at": d.report.at if d.report else None}
+                 for d in service.site.doors()]
+        head = service.site.head()
+        if args.json:
+            print(json.dumps({"site": service.name, "seq": head.seq, "subjects": head.count, "doors": doors}))
+        else:
+            print(f"site {service.name}: record {head.seq}, {head.count} subject(s)")
+            for d in doors:
+                state = f"code {d['code']}" if d["status"] == "pending" else ("BEHIND" if d["behind"] else "in step")
+                print(f"  {d['door']} {d['label']:<16} {d['status']:<9} {state}")
+        return 0
+
+    return _with_service(args, settings, listing)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """The site service alone (no camera): a kiosk publishing, or a door keeping its copy."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def serve(service) -> int:
+        print(service.status(), flush=True)
+        while not stop.wait(1.0):
+            pass
+        return 0
+
+    return _with_service(args, settings, serve)
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from .fleet.simulate import simulate
+
+    result = simulate(doors=args.doors, subjects=args.subjects, samples=args.samples,
+                      out=(lambda text: None) if args.json else print)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction, wrap: Callable) -> None:
+    fleet = sub.add_parser("fleet", help="a site of many doors sharing one enrolment over MQTT (docs/fleet.md)")
+    cmds = fleet.add_subparsers(dest="fleet_command", required=True)
+
+    def add(name: str, fn, help_text: str) -> argparse.ArgumentParser:
+        sp = cmds.add_parser(name, help=help_text)
+        sp.set_defaults(func=wrap(fn))
+        return sp
+
+    sp = add("init", cmd_init, "make this enrolment kiosk the site's identity (signing key, data key)")
+    sp.add_argument("--label", default="site", help="a name for the site, shown to doors joining it")
+    sp = add("join", cmd_join, "ask to join the site on the configured broker; waits for staff approval")
+    sp.add_argument("--site", help="the site id (needed when more than one site announces itself)")
+    sp.add_argument("--label", help="a name for this door on the staff page (default: mqtt.device_id)")
+    sp.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for approval")
+    sp = add("approve", cmd_approve, "approve a door by the code it shows (the staff page does the same)")
+    sp.add_argument("door")
+    sp.add_argument("code")
+    sp = add("doors", cmd_doors, "the site's doors, and which are behind")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--wait", type=float, default=1.0, help="seconds to collect door reports")
+    add("serve", cmd_serve, "run this device's part in its site without the camera")
+    sp = add("simulate", cmd_simulate, "N doors x M subjects against a mosquitto on a loopback port")
+    sp.add_argument("--doors", type=int, default=50)
+    sp.add_argument("--subjects", type=int, default=10000)
+    sp.add_argument("--samples", type=int, default=30, help="enrolments and revocations timed to every door")
+    sp.add_argument("--json", action="store_true")

@@ -1,0 +1,248 @@
+"""A door's copy of its site: records checked and applied in order, and whether it may grant.
+
+Records arrive on paho's thread and are queued; one applier thread drains the queue in
+batches (a start-up sync of thousands of retained records is a few transactions, not
+thousands). In every batch revocations are applied first, in their own transaction. A record
+is refused — and audited — when its signature fails, its payload does not open, it was issued
+in the future (clock skew), it is older than the version already applied for its subject
+(replayed or reordered), or its subject was revoked (a revocation wins over everything).
+A retained record delivered again after a reconnect is the same version: a no-op.
+
+Fail secure: the door grants only while its state equals that of a signed site head issued
+within ``max_staleness`` of its own clock, and — after every reconnect — only once a head
+delivered since then confirms it (a revocation missed while offline is applied first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..bus.site_link import site_prefix
+from ..errors import ConsentryError
+from ..vault.replica import ReplicaSubject
+from .identity import DoorIdentity
+from .records import VERSION, Head, Payload, Record, RecordRefused, StateHash, verified
+
+log = logging.getLogger(__name__)
+
+
+class ReplicaStore(Protocol):
+    def fleet_versions(self) -> dict[str, tuple[int, str, str]]: ...
+
+    def apply_replicas(self, revokes: list[tuple[str, int]], subjects: list[ReplicaSubject]) -> list[str]: ...
+
+    def fleet_refused(self, reason: str, subject: str | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """May the door grant now? ``reason`` (with False): ``fleet_syncing``, ``fleet_stale``."""
+
+    granting: bool
+    reason: str | None = None
+
+
+OnApplied = Callable[[list[ReplicaSubject], list[str]], None]
+
+
+def state_mac(data_key: bytes, fields: dict) -> str:
+    key = hashlib.sha256(b"consentry:door-state\0" + data_key).digest()
+    return hmac.new(key, json.dumps(fields, sort_keys=True).encode(), hashlib.sha256).hexdigest()
+
+
+class Replica:
+    def __init__(self, identity: DoorIdentity, store: ReplicaStore, *, max_staleness: float, max_skew: float,
+                 clock: Callable[[], float] = time.time, on_applied: OnApplied | None = None,
+                 batch_delay: float = 0.02) -> None:
+        if identity.data_key is None:
+            raise ConsentryError("this door has not been approved by its site yet (`consentry fleet join`)")
+        self.identity = identity
+        self.store = store
+        self.max_staleness = max_staleness
+        self.max_skew = max_skew
+        self.clock = clock
+        self.on_applied = on_applied or (lambda added, removed: None)
+        self.batch_delay = batch_delay
+        self.prefix = site_prefix(identity.site)
+        self._versions = {s: (seq, kind) for s, (seq, kind, _) in store.fleet_versions().items()}
+        self.state = StateHash(self._versions)
+        self._lock = threading.Lock()
+        self._inbox: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
+        self._head: Head | None = None
+        self._head_since_link = False
+        self._confirmed: float | None = None
+        self.refusals = 0
+        self.applied = 0
+        self._thread: threading.Thread | None = None
+
+    @property
+    def topics(self) -> list[str]:
+        """In this order: the broker sends retained revocations before anything else."""
+        return [f"{self.prefix}/revoked/+", f"{self.prefix}/subject/+", f"{self.prefix}/head"]
+
+    # -- from the link (paho's thread) ----------------------------------------------------
+    def offer(self, topic: str, raw: bytes) -> None:
+        self._inbox.put((topic, raw))
+
+    def on_link(self, up: bool) -> None:
+        with self._lock:
+            self._head_since_link = False
+            if up:
+                self._confirmed = None  # whatever was missed while away is applied before any grant
+
+    # -- the applier ----------------------------------------------------------------------
+    def start(self) -> Replica:
+        self._thread = threading.Thread(target=self._run, name="fleet-replica", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._inbox.put(None)
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            first = self._inbox.get()
+            if first is None:
+                return
+            batch = [first]
+            while True:
+                try:
+                    item = self._inbox.get(timeout=self.batch_delay)
+                except queue.Empty:
+                    break
+                if item is None:
+                    self.process(batch)
+                    return
+                batch.append(item)
+            try:
+                self.process(batch)
+            except Exception:  # noqa: BLE001 - the applier must outlive one bad batch (it is audited)
+                log.exception("could not apply a batch of site records")
+
+    def process(self, batch: list[tuple[str, bytes]]) -> None:
+        """Check and apply a batch: revocations, then subjects, then heads."""
+        records: dict[str, tuple[Record, bytes]] = {}
+        heads: list[bytes] = []
+        for topic, raw in batch:
+            if not raw:
+                continue  # a retained topic being cleared
+            if topic == f"{self.prefix}/head":
+                heads.append(raw)
+            else:
+                self._take(raw, records)
+        revokes = [(r.subject, r.seq) for r, _ in records.values() if r.kind == "revoke"]
+        if revokes:
+            self._apply(revokes, [])
+        subjects = [s for s in (self._open(r) for r, _ in records.values() if r.kind == "enrol") if s is not None]
+        if subjects:
+            self._apply([], subjects)
+        for raw in heads:
+            self._take_head(raw)
+        self._confirm()
+
+    def _take(self, raw: bytes, records: dict[str, tuple[Record, bytes]]) -> None:
+        try:
+            record = Record.parse(verified(self.identity.verify_key, raw), self.identity.site)
+            if record.issued > self.clock() + self.max_skew:
+                raise RecordRefused(f"record {record.seq} was issued in the future (clock skew or forgery)")
+            known = self._versions.get(record.subject)
+            if known == (record.seq, record.kind):
+                return  # the same retained record, delivered again
+            if known is not None and known[1] == "revoke":
+                raise RecordRefused(f"record {record.seq} names a revoked subject: revocation wins")
+            if known is not None and record.seq <= known[0]:
+                raise RecordRefused(f"record {record.seq} is older than the applied version {known[0]} "
+                                    "(replayed or reordered)")
+        except RecordRefused as exc:
+            self._refuse(str(exc), None)
+            return
+        held = records.get(record.subject)
+        if held is None or held[0].kind != "revoke" and (record.kind == "revoke" or record.seq > held[0].seq):
+            records[record.subject] = (record, raw)
+
+    def _open(self, record: Record) -> ReplicaSubject | None:
+        try:
+            payload = Payload.open(self.identity.data_key, record, self.identity.site)
+        except ConsentryError as exc:
+            self._refuse(str(exc), record.subject)
+            return None
+        return ReplicaSubject(record.subject, record.seq, "", payload.consent, payload.vectors, payload.model)
+
+    def _apply(self, revokes: list[tuple[str, int]], subjects: list[ReplicaSubject]) -> None:
+        removed = self.store.apply_replicas(revokes, subjects)
+        with self._lock:
+            for subject, seq in revokes:
+                self.state.replace(subject, self._versions.get(subject), (seq, "revoke"))
+                self._versions[subject] = (seq, "revoke")
+            for s in subjects:
+                self.state.replace(s.subject, self._versions.get(s.subject), (s.seq, "enrol"))
+                self._versions[s.subject] = (s.seq, "enrol")
+            self.applied += len(revokes) + len(subjects)
+        try:
+            self.on_applied(subjects, [s for s, _ in revokes] if removed is None else removed)
+        finally:
+            for s in subjects:
+                s.vectors.fill(0)
+
+    def _take_head(self, raw: bytes) -> None:
+        try:
+            head = Head.parse(verified(self.identity.verify_key, raw, "head"), self.identity.site)
+            if head.issued > self.clock() + self.max_skew:
+                raise RecordRefused("site head was issued in the future (clock skew or forgery)")
+            last = self._head
+            if last is not None and (head.seq < last.seq or head.issued < last.issued):
+                raise RecordRefused(f"site head {head.seq} is older than head {last.seq} (replayed)")
+        except RecordRefused as exc:
+            self._refuse(str(exc), None)
+            return
+        with self._lock:
+            self._head = head
+            self._head_since_link = True
+
+    def _confirm(self) -> None:
+        with self._lock:
+            head = self._head
+            if head is not None and self._head_since_link and head.state == self.state.hex():
+                self._confirmed = head.issued
+
+    def _refuse(self, reason: str, subject: str | None) -> None:
+        self.refusals += 1
+        log.warning("refused a site record: %s", reason)
+        self.store.fleet_refused(reason, subject)
+
+    # -- decisions ------------------------------------------------------------------------
+    def verdict(self) -> Verdict:
+        with self._lock:
+            confirmed = self._confirmed
+        if confirmed is None:
+            return Verdict(False, "fleet_syncing")
+        if self.clock() - confirmed > self.max_staleness:
+            return Verdict(False, "fleet_stale")
+        return Verdict(True)
+
+    def in_step(self) -> bool:
+        with self._lock:
+            return self._head is not None and self._head.state == self.state.hex()
+
+    def report(self) -> bytes:
+        """The door's state for the site (retained at ``doors/<door>/state``), MAC'd with a key
+        from the site data key so no one outside the site can forge a door's report."""
+        verdict = self.verdict()
+        with self._lock:
+            seq = max((v[0] for v in self._versions.values()), default=0)
+            fields = {"v": VERSION, "site": self.identity.site, "door": self.identity.door, "seq": seq,
+                      "state": self.state.hex(), "granting": verdict.granting, "reason": verdict.reason,
+                      "at": round(self.clock(), 3)}
+        return json.dumps({**fields, "mac": state_mac(self.identity.data_key, fields)}).encode()

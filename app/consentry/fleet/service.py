@@ -1,0 +1,139 @@
+"""A device's part in its site, on one MQTT link and one heartbeat thread.
+
+On the kiosk: every (re)connect republishes the site's retained records; every heartbeat (and
+at once after an enrolment or a revocation in this process) publishes what changed in the
+vault — from any process: `consentry enroll`, the staff page, expiry — and re-issues the head.
+On a door: records are applied by the replica; every heartbeat (and after every batch) the
+door reports its state. Neither ever sends a name: doors hold none.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from ..bus.site_link import SiteLink
+from ..config import FleetConfig, MqttConfig
+from ..errors import ConsentryError
+from ..vault.replica import ReplicaSubject
+from . import identity as ids
+from .replica import Replica, Verdict
+from .site import Site, sync_from_vault
+
+log = logging.getLogger(__name__)
+
+OnChange = Callable[[list[ReplicaSubject], list[str]], None]
+
+
+def gallery_updater(gallery, purpose: str) -> OnChange:
+    """Keep a door's live gallery in step with its replica (revocations already leave it
+    through the vault's revoke callback)."""
+    def update(added: list[ReplicaSubject], removed: list[str]) -> None:
+        for subject in added:
+            gallery.remove(subject.subject)
+            if purpose in subject.consent.purposes:
+                gallery.add(subject.subject, subject.vectors)
+    return update
+
+
+class FleetService:
+    def __init__(self, vault, mqtt: MqttConfig, cfg: FleetConfig, *, model: str,
+                 on_change: OnChange | None = None, clock: Callable[[], float] = time.time) -> None:
+        found = ids.load(vault.secret(ids.SECRET), vault.transform)
+        if found is None:
+            raise ConsentryError("this device belongs to no site (`consentry fleet init` or `fleet join`)")
+        self.vault = vault
+        self.cfg = cfg
+        self.model = model
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._republish = threading.Event()
+        self.site: Site | None = None
+        self.replica: Replica | None = None
+        if isinstance(found, ids.SiteIdentity):
+            self.role = "site"
+            self.site = Site(found, vault, self._publish, clock=clock)
+            self.link = SiteLink(mqtt, f"consentry-site-{found.site}", self.site.topics, self.site.on_message,
+                                 self._kiosk_link)
+            vault.on_enrol(lambda subject: self._wake.set())
+            vault.on_revoke(lambda subject: self._wake.set())
+        else:
+            self.role = "door"
+            self.on_change = on_change or (lambda added, removed: None)
+            self.replica = Replica(found, vault, max_staleness=cfg.max_staleness_seconds,
+                                   max_skew=cfg.max_skew_seconds, clock=clock, on_applied=self._applied)
+            self.link = SiteLink(mqtt, f"consentry-door-{found.door}", self.replica.topics, self.replica.offer,
+                                 self.replica.on_link)
+        self._thread = threading.Thread(target=self._beat, name="fleet", daemon=True)
+
+    @property
+    def name(self) -> str:
+        return self.site.identity.site if self.site else self.replica.identity.site
+
+    def start(self) -> FleetService:
+        if self.replica is not None:
+            self.replica.start()
+        self.link.start()
+        self._thread.start()
+        return self
+
+    def _publish(self, topic: str, payload: bytes, retain: bool) -> None:
+        self.link.publish(topic, payload, retain)
+
+    def _kiosk_link(self, up: bool) -> None:
+        if up:
+            self._republish.set()
+            self._wake.set()
+
+    def _applied(self, added: list[ReplicaSubject], removed: list[str]) -> None:
+        try:
+            self.on_change(added, removed)
+        finally:
+            self._wake.set()
+
+    def _beat(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - the heartbeat outlives a failed round; it is logged
+                log.exception("fleet heartbeat failed")
+            self._wake.wait(self.cfg.heartbeat_seconds)
+            self._wake.clear()
+
+    def tick(self) -> None:
+        if self.site is not None:
+            if self._republish.is_set():
+                self._republish.clear()
+                self.site.republish()
+            sync_from_vault(self.site, self.vault, self.model)
+            self.site.publish_head()
+        elif self.link.connected.is_set():
+            self._publish(f"{self.replica.prefix}/doors/{self.replica.identity.door}/state",
+                          self.replica.report(), True)
+
+    # -- what the appliance asks ----------------------------------------------------------
+    def verdict(self) -> Verdict:
+        """A door's permission to grant now; a kiosk always may."""
+        return self.replica.verdict() if self.replica is not None else Verdict(True)
+
+    def status(self) -> str:
+        if self.site is not None:
+            doors = self.site.doors()
+            behind = sum(1 for d in doors if d.status == "approved" and d.behind)
+            return f"kiosk of {self.name}: {len(doors)} door(s), {behind} behind"
+        verdict = self.verdict()
+        return f"door of {self.name}: " + ("in step" if verdict.granting else f"not granting ({verdict.reason})")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        if self.replica is not None and self.link.connected.is_set():
+            self._publish(f"{self.replica.prefix}/doors/{self.replica.identity.door}/state",
+                          self.replica.report(), True)
+        self.link.close()
+        if self.replica is not None:
+            self.replica.close()
