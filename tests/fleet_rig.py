@@ -58,7 +58,7 @@ class Door:
         self.vault = vault
         self.gallery = gallery_from_vault(vault, MODEL, MatchPolicy(0.4), "door").gallery
         self.service = FleetService(vault, mqtt, cfg, model=MODEL,
-                                    on_change=gallery_updater(self.gallery, "door")).start()
+                                    on_change=gallery_updater([(self.gallery, "door", False)])).start()
 
     def grants(self, probe: np.ndarray) -> str | None:
         """Who this door would let in for ``probe`` right now (None: nobody)."""

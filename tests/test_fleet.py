@@ -313,3 +313,61 @@ def test_simulate_prints_the_figures_the_issue_names(mosquitto):
 
 def test_fast_config_is_valid():
     assert FAST.heartbeat_seconds < FAST.max_staleness_seconds
+
+
+def test_door_processes_follow_the_kiosk(site, mosquitto, tmp_path):
+    """Two doors as their own `consentry fleet serve` processes, each with its own vault."""
+    import subprocess
+    import sys
+
+    procs = []
+    try:
+        for name in ("east", "west"):
+            site.join(name).close()
+            conf = tmp_path / f"{name}.toml"
+            conf.write_text(f'[mqtt]\nport = {mosquitto.port}\ndevice_id = "{name}"\n[fleet]\nheartbeat_seconds = 0.3\n'
+                            f'[vault]\nkey_file = "{tmp_path / name / "master.key"}"\n')
+            procs.append(subprocess.Popen(
+                [sys.executable, "-c", "import sys; from consentry.cli import main; sys.exit(main())", "--config",
+                 str(conf), "--home", str(tmp_path / name / "home"), "fleet", "serve"],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+        doors = site.service.site.doors
+        in_step = lambda: len(doors()) == 2 and all(not d.behind and d.report.granting for d in doors())  # noqa: E731
+        assert wait(in_step, 60), [(d.door, d.report) for d in doors()]
+        head = site.service.site.head
+        issued = lambda before: wait(lambda: head().seq > before, REACH_S)  # noqa: E731 - the kiosk issued it
+        reported = lambda: in_step() and all(d.report.seq >= head().seq for d in doors())  # noqa: E731
+        before = head().seq
+        sid = site.enrol(71)
+        t0 = time.monotonic()
+        assert issued(before) and wait(reported, REACH_S), "the door processes did not report the enrolment"
+        print(f"2 door processes confirmed the enrolment in {time.monotonic() - t0:.3f} s")
+        before = head().seq
+        site.vault.revoke(sid)
+        assert issued(before) and wait(reported, REACH_S), "the door processes did not report the revocation"
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+    from tests.fleet_rig import open_vault
+
+    for name in ("east", "west"):
+        with open_vault(tmp_path, name) as vault:
+            assert not vault.exists(sid) and vault.fleet_versions()[sid][1] == "revoke" and vault.verify_audit().ok
+
+
+def test_a_revocation_by_another_process_reaches_the_doors_within_2s(site, mosquitto, tmp_path):
+    """`consentry revoke` runs beside the kiosk appliance: the kiosk notices the commit."""
+    from tests.fleet_rig import open_vault
+
+    door = Door(site.join("door"), mqtt_for(mosquitto.port, "door"))
+    try:
+        sid = site.enrol(81)
+        assert wait(lambda: door.grants(probe(81)) == sid, 5)
+        with open_vault(tmp_path, "kiosk") as elsewhere:  # its own connection, as another process has
+            elsewhere.revoke(sid)
+        t0 = time.monotonic()
+        assert wait(lambda: door.grants(probe(81)) is None and not door.vault.exists(sid), REACH_S)
+        print(f"revoked elsewhere; left the door in {time.monotonic() - t0:.3f} s")
+    finally:
+        door.close()

@@ -273,7 +273,8 @@ def test_a_schema_1_store_is_migrated_and_keeps_its_subjects(tmp_path, keyfile):
         sid = v.enroll(NAME, consent(), vectors(70), MODEL)
     conn = sqlite3.connect(home / DB_NAME)  # turn it back into what schema 1 looked like
     conn.executescript("DROP INDEX subjects_revocation; ALTER TABLE subjects DROP COLUMN revocation_tag; "
-                       "DROP TABLE credentials; DROP TABLE commands; DROP TABLE fleet; DROP TABLE fleet_doors; ALTER TABLE subjects DROP COLUMN row_mac; "
+                       "DROP TABLE credentials; DROP TABLE commands; DROP TABLE fleet; DROP TABLE fleet_doors; "
+                       "ALTER TABLE subjects DROP COLUMN row_mac; "
                        "DELETE FROM meta WHERE key = 'meta_mac'; "
                        "UPDATE meta SET value = 1 WHERE key = 'schema_version';")
     conn.close()

@@ -128,8 +128,9 @@ class Appliance:
             return
         from .fleet.service import FleetService, gallery_updater
 
+        self._fleet_galleries = [(self.gallery, self.settings.profile, False)]
         self.fleet = FleetService(self.vault, self.settings.mqtt, self.settings.fleet, model=model,
-                                  on_change=gallery_updater(self.gallery, self.settings.profile)).start()
+                                  on_change=gallery_updater(self._fleet_galleries)).start()
         self._closers.append(self.fleet.close)
         self.out(self.fleet.status())
 
@@ -157,7 +158,7 @@ class Appliance:
         from .web.server import WebApp, WebServer
 
         self.web = WebServer(WebApp(self.settings, self.kiosk, self.vault, health=self.health,
-                                    checks=self.checks).wsgi,
+                                    checks=self.checks, fleet=self.fleet).wsgi,
                              self.settings.http.bind, self.settings.http.port)
         self.web.start()
         self._closers.append(self.web.close)
@@ -218,8 +219,11 @@ class Appliance:
                                      gate=self.fleet.verdict if self.fleet is not None else None)
         else:
             identify = self._gallery(model, "checkout", opted_in_only=True)
+            if self.fleet is not None:
+                self._fleet_galleries.append((identify, "checkout", True))
             self.policy = CheckoutPolicy(s.checkout, self.gallery, self._publish, identify_gallery=identify,
-                                         on_verified=self._seen, liveness=self._liveness())
+                                         on_verified=self._seen, liveness=self._liveness(),
+                                         gate=self.fleet.verdict if self.fleet is not None else None)
 
     def _liveness(self):
         """The liveness gate for either profile (None when ``liveness.mode`` is off, with a warning)."""

@@ -84,6 +84,12 @@ class SiteLink:
         except Exception:  # noqa: BLE001 - see above: one hostile message never ends the link
             log.exception("dropped a site message on %s", message.topic)
 
+    def resubscribe(self) -> None:
+        """Ask the broker for every retained message again (after a batch failed to apply)."""
+        if self.connected.is_set() and self.subscriptions:
+            self._client.unsubscribe(self.subscriptions)
+            self._client.subscribe([(topic, 1) for topic in self.subscriptions])
+
     def publish(self, topic: str, payload: bytes, retain: bool = True):
         """QoS 1; an empty retained payload clears the topic. Returns paho's MessageInfo."""
         return self._client.publish(topic, payload, qos=1, retain=retain)

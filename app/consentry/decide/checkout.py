@@ -40,7 +40,11 @@ class Pending:
 class CheckoutPolicy:
     def __init__(self, cfg: CheckoutConfig, gallery: Gallery, publish: Callable[[str, dict], None], *,
                  identify_gallery: Gallery | None = None, on_verified: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic, liveness: LivenessGate | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, liveness: LivenessGate | None = None,
+                 gate: Callable[[], object] | None = None) -> None:
+        """``gate``: asked before answering verified (a site device's replica); a refusal
+        answers verified false with its reason (``fleet_stale``, ``fleet_syncing``)."""
+        self.gate = gate
         self.cfg = cfg
         self.liveness = liveness
         self.gallery = gallery
@@ -102,6 +106,11 @@ class CheckoutPolicy:
         hits = p.hits.setdefault(decision.subject, [])
         hits.append(decision.distance)
         if len(hits) >= self.cfg.frames_needed:
+            refused = self.gate() if self.gate is not None else None
+            if refused is not None and not refused.granting:
+                self.pending.remove(p)
+                self._answer(p, False, None, refused.reason)
+                return True
             if self.liveness is not None:
                 verdict = self.liveness.check(obs.track_id, decision.subject, frame, obs.face.detection.box,
                                               obs.face.landmarks.mesh)

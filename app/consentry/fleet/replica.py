@@ -62,7 +62,7 @@ def state_mac(data_key: bytes, fields: dict) -> str:
 class Replica:
     def __init__(self, identity: DoorIdentity, store: ReplicaStore, *, max_staleness: float, max_skew: float,
                  clock: Callable[[], float] = time.time, on_applied: OnApplied | None = None,
-                 batch_delay: float = 0.02) -> None:
+                 on_failure: Callable[[], None] | None = None, batch_delay: float = 0.02) -> None:
         if identity.data_key is None:
             raise ConsentryError("this door has not been approved by its site yet (`consentry fleet join`)")
         self.identity = identity
@@ -71,6 +71,7 @@ class Replica:
         self.max_skew = max_skew
         self.clock = clock
         self.on_applied = on_applied or (lambda added, removed: None)
+        self.on_failure = on_failure or (lambda: None)
         self.batch_delay = batch_delay
         self.prefix = site_prefix(identity.site)
         self._versions = {s: (seq, kind) for s, (seq, kind, _) in store.fleet_versions().items()}
@@ -128,8 +129,13 @@ class Replica:
                 batch.append(item)
             try:
                 self.process(batch)
-            except Exception:  # noqa: BLE001 - the applier must outlive one bad batch (it is audited)
-                log.exception("could not apply a batch of site records")
+            except Exception:  # noqa: BLE001 - the applier outlives a batch it could not store
+                # (a full disk, a locked store): nothing in it is taken as applied, the door stops
+                # granting at once — the batch may have held a revocation — and asks for it again.
+                log.exception("could not apply a batch of site records; not granting until it is applied")
+                with self._lock:
+                    self._confirmed = None
+                self.on_failure()
 
     def process(self, batch: list[tuple[str, bytes]]) -> None:
         """Check and apply a batch: revocations, then subjects, then heads."""

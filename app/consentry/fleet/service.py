@@ -24,17 +24,20 @@ from .site import Site, sync_from_vault
 
 log = logging.getLogger(__name__)
 
+WATCH_S = 0.2
 OnChange = Callable[[list[ReplicaSubject], list[str]], None]
 
 
-def gallery_updater(gallery, purpose: str) -> OnChange:
-    """Keep a door's live gallery in step with its replica (revocations already leave it
-    through the vault's revoke callback)."""
+def gallery_updater(galleries: list[tuple[object, str, bool]]) -> OnChange:
+    """Keep a device's live galleries — (gallery, purpose, opted-in only) — in step with its
+    replica (revocations already leave them through the vault's revoke callback)."""
     def update(added: list[ReplicaSubject], removed: list[str]) -> None:
-        for subject in added:
-            gallery.remove(subject.subject)
-            if purpose in subject.consent.purposes:
-                gallery.add(subject.subject, subject.vectors)
+        for gallery, purpose, opted_in_only in list(galleries):
+            for subject in added:
+                gallery.remove(subject.subject)
+                consent = subject.consent
+                if purpose in consent.purposes and (consent.identify_opt_in or not opted_in_only):
+                    gallery.add(subject.subject, subject.vectors)
     return update
 
 
@@ -63,7 +66,8 @@ class FleetService:
             self.role = "door"
             self.on_change = on_change or (lambda added, removed: None)
             self.replica = Replica(found, vault, max_staleness=cfg.max_staleness_seconds,
-                                   max_skew=cfg.max_skew_seconds, clock=clock, on_applied=self._applied)
+                                   max_skew=cfg.max_skew_seconds, clock=clock, on_applied=self._applied,
+                                   on_failure=lambda: self.link.resubscribe())
             self.link = SiteLink(mqtt, f"consentry-door-{found.door}", self.replica.topics, self.replica.offer,
                                  self.replica.on_link)
         self._thread = threading.Thread(target=self._beat, name="fleet", daemon=True)
@@ -94,12 +98,20 @@ class FleetService:
             self._wake.set()
 
     def _beat(self) -> None:
+        """A tick every heartbeat, or sooner: at once when woken, and — on a kiosk — within
+        WATCH_S of a commit to the vault by another process (`consentry revoke`, `enroll`)."""
         while not self._stop.is_set():
             try:
                 self.tick()
             except Exception:  # noqa: BLE001 - the heartbeat outlives a failed round; it is logged
                 log.exception("fleet heartbeat failed")
-            self._wake.wait(self.cfg.heartbeat_seconds)
+            deadline = time.monotonic() + self.cfg.heartbeat_seconds
+            seen = self.vault.data_version()
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                if self._wake.wait(min(WATCH_S, max(0.0, deadline - time.monotonic()))):
+                    break
+                if self.site is not None and self.vault.data_version() != seen:
+                    break
             self._wake.clear()
 
     def tick(self) -> None:

@@ -26,6 +26,7 @@ from .replica import state_mac
 log = logging.getLogger(__name__)
 
 Publish = Callable[[str, bytes, bool], None]
+MAX_PENDING = 50  # join requests waiting for staff; more are ignored (anyone on the broker may ask)
 
 
 def announce_topic(site: str) -> str:
@@ -172,7 +173,9 @@ class Site:
             return
         door = door_id(public)
         known = {d: status for d, _, _, status in self.log.fleet_doors()}
-        if door not in known:
+        if door not in known and sum(1 for s in known.values() if s == "pending") >= MAX_PENDING:
+            log.warning("ignored a join request: %d doors already wait for approval", MAX_PENDING)
+        elif door not in known:
             self.log.fleet_door(door, public, label, "pending")
             log.info("door %s asks to join (code shown on the door)", door)
 

@@ -71,6 +71,11 @@ class FleetRows:
             self.audit.append(self._now(), "secret_dropped", secret=name)
         self._checkpoint()
 
+    def data_version(self) -> int:
+        """Changes whenever another connection (another process) commits to the store."""
+        with self._lock:
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
     # -- record versions ------------------------------------------------------------------
     def fleet_versions(self) -> dict[str, tuple[int, str, str]]:
         """subject → (seq, kind, digest) of the record last published (kiosk) or applied (door)."""

@@ -178,8 +178,32 @@ def admin_login(csrf: str, error: str = "") -> str:
     return layout("Staff login", body)
 
 
+def doors_section(csrf: str, doors: list | None, note: str = "") -> str:
+    """A site kiosk's doors (fleet.site.DoorView): in step or behind; pending ones approved by
+    the code each shows."""
+    if doors is None:
+        return ""
+    rows = []
+    for d in doors:
+        if d.status == "pending":
+            state = form("/admin/doors/approve", csrf, f"<input type='hidden' name='door' value='{escape(d.door)}'>"
+                         "<label>Code shown on the door <input name='code' inputmode='numeric' required></label>"
+                         "<button class='approve'>Approve</button>")
+        elif d.report is None:
+            state = "no report yet"
+        else:
+            state = ("behind" if d.behind else "in step") + (" — granting" if d.report.granting else
+                                                             f" — not granting ({escape(str(d.report.reason))})")
+        rows.append(f"<tr class='door-{'behind' if d.behind else 'ok'}'><td class='sid'>{escape(d.door)}</td>"
+                    f"<td>{escape(d.label)}</td><td>{escape(d.status)}</td><td>{state}</td></tr>")
+    message = f"<p class='error' id='doors-note'>{escape(note)}</p>" if note else ""
+    return (f"<h2>Doors ({len(doors)})</h2>{message}<table id='doors'><tr><th>Door</th><th>Label</th>"
+            f"<th>Status</th><th>State</th></tr>{''.join(rows)}</table>")
+
+
 def admin_dashboard(csrf: str, subjects: list[dict], audit: list[dict], audit_report: dict | None,
-                    health: dict, schedule: str, names_shown: bool, checks: list | None = None) -> str:
+                    health: dict, schedule: str, names_shown: bool, checks: list | None = None,
+                    doors: str = "") -> str:
     subject_rows = "".join(
         f"<tr><td class='sid'>{escape(s['id'])}</td>"
         + (f"<td>{escape(s.get('name') or '')}</td>" if names_shown else "")
@@ -203,7 +227,7 @@ def admin_dashboard(csrf: str, subjects: list[dict], audit: list[dict], audit_re
             f"<th>Purposes</th><th>Enrolled</th><th>Last seen</th><th>Expires</th><th></th></tr>{subject_rows}</table>"
             + form("/admin/names", csrf, "<label>Reason for showing names (recorded) <input name='reason' "
                    "id='reason' required></label><button class='secondary' id='show-names'>Show names</button>")
-            + f"<h2>Device health</h2><table id='health'>{health_rows}</table>"
+            + doors + f"<h2>Device health</h2><table id='health'>{health_rows}</table>"
             + f"<h2>Checks (as <code>consentry doctor</code>)</h2><table id='checks'>{check_rows}</table>"
             + f"<h2>Audit log</h2>{verdict}" + form("/admin/audit/verify", csrf, "<button id='verify'>Verify the "
                                                     "audit log</button>")

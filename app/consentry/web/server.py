@@ -53,8 +53,10 @@ def too_many(page: str) -> Response:
 class WebApp:
     """Route handlers; ``vault`` may be None (no key yet: enrolment and withdrawal say so)."""
 
-    def __init__(self, settings: Settings, kiosk: KioskState, vault, health=lambda: {}, checks=lambda: []) -> None:
+    def __init__(self, settings: Settings, kiosk: KioskState, vault, health=lambda: {}, checks=lambda: [],
+                 fleet=None) -> None:
         self.settings = settings
+        self.fleet = fleet  # a site kiosk's FleetService: its doors are listed and approved here
         self.kiosk = kiosk
         self.vault = vault
         self.health = health
@@ -236,7 +238,7 @@ class WebApp:
         return Response(pages.receipt(self.vault.revoke(f.candidate, reason="withdrawn at the kiosk").as_json()))
 
     # -- staff ----------------------------------------------------------------------------
-    def admin(self, session, form, client, *, names: bool = False, report: dict | None = None):
+    def admin(self, session, form, client, *, names: bool = False, report: dict | None = None, note: str = ""):
         if not session.admin:
             return Response(pages.admin_login(session.csrf))
         from ..vault.schedule import retention_schedule
@@ -245,8 +247,23 @@ class WebApp:
             if self.vault else []
         audit = self.vault.audit_entries(30) if self.vault else []
         health = {**self.health(), "CPU temperature": cpu_temperature()}
+        site = self.fleet.site if self.fleet is not None else None
+        doors = pages.doors_section(session.csrf, site.doors() if site else None, note)
         return Response(pages.admin_dashboard(session.csrf, subjects, audit, report, health,
-                                              retention_schedule(self.settings), names, self.checks()))
+                                              retention_schedule(self.settings), names, self.checks(), doors))
+
+    def admin_approve_door(self, session, form, client):
+        if not session.admin or self.fleet is None or self.fleet.site is None:
+            return redirect("/admin")
+        if not self.sessions.attempt(client, "door-code"):
+            return too_many(pages.message("Too many attempts", "Too many wrong door codes; wait a few minutes.",
+                                          link="/admin", link_text="Back to staff page", cls="error"))
+        try:
+            self.fleet.site.approve(form.get("door", ""), form.get("code", ""))
+        except ConsentryError as exc:
+            return self.admin(session, {}, client, note=str(exc))
+        self.sessions.succeeded(client, "door-code")
+        return redirect("/admin")
 
     def admin_login(self, session, form, client):
         if not self.sessions.attempt(client, "login"):
@@ -291,7 +308,7 @@ class WebApp:
         ("POST", "/forget/confirm"): forget_confirm,
         ("GET", "/admin"): admin, ("POST", "/admin/login"): admin_login, ("POST", "/admin/logout"): admin_logout,
         ("POST", "/admin/names"): admin_names, ("POST", "/admin/revoke"): admin_revoke,
-        ("POST", "/admin/audit/verify"): admin_verify,
+        ("POST", "/admin/audit/verify"): admin_verify, ("POST", "/admin/doors/approve"): admin_approve_door,
     }
 
 
