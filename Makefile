@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 DATA ?= ../shared/data/faces
 
-.PHONY: run test lint models antispoof peer bench eval clean pi-check
+.PHONY: run test lint models antispoof peer bench eval clean pi-check image image-test
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -92,3 +92,14 @@ antispoof:
 # repository, which takes tens of minutes under emulation the first time). Needs root.
 pi-check:
 	$(SUDO) deploy/pi-check.sh $(RELEASES)
+
+# A flashable 64-bit Raspberry Pi 4 image from Debian trixie's arm64 packages (read-only root, a data
+# partition, first-boot secrets, the watchdog), and its smoke test: that same image booted in
+# qemu-system-aarch64 (virt machine) to a READY consentry.service, mosquitto up and the kiosk page
+# answering on a forwarded loopback port. Not part of `make test`; needs root; see firmware/README.md.
+IMAGE ?= /var/cache/consentry-pi/consentry-trixie-arm64.img
+image:
+	$(SUDO) firmware/build-image.sh $(IMAGE)
+
+image-test:
+	$(SUDO) firmware/image-test.sh $(IMAGE)

@@ -45,14 +45,19 @@ esac
 # Secrets, created once on the device itself: the vault's master key and the appliance's MQTT
 # password, each encrypted by systemd-creds for this machine; never written in clear, never in
 # an image.
+# A read-only image keeps them on its data partition instead (firmware/build-image.sh: the
+# /etc paths are links there): CONSENTRY_SECRETS_DIR and CONSENTRY_MQTT_PASSWD say where.
+secrets_dir="${CONSENTRY_SECRETS_DIR:-/etc/consentry}"
+mqtt_passwd="${CONSENTRY_MQTT_PASSWD:-/etc/mosquitto/consentry.passwd}"
 secrets() {
-  if ! have /etc/consentry/master.key.cred; then
-    run sh -c "head -c 32 /dev/urandom | systemd-creds encrypt --name=consentry-master-key - /etc/consentry/master.key.cred"
+  if ! have "$secrets_dir/master.key.cred"; then
+    run sh -c "head -c 32 /dev/urandom | systemd-creds encrypt --name=consentry-master-key - $secrets_dir/master.key.cred"
   fi
-  if ! have /etc/consentry/mqtt.cred; then
-    run sh -c 'p=$(head -c 24 /dev/urandom | base64 | tr -d "/+="); \
-      mosquitto_passwd -b /etc/mosquitto/consentry.passwd consentry-1 "$p" && \
-      printf "consentry-1:%s" "$p" | systemd-creds encrypt --name=consentry-mqtt - /etc/consentry/mqtt.cred'
+  if ! have "$secrets_dir/mqtt.cred"; then
+    run sh -c "p=\$(head -c 24 /dev/urandom | base64 | tr -d '/+='); \
+      if [ -e $mqtt_passwd ]; then new=''; else new=-c; fi; \
+      mosquitto_passwd \$new -b $mqtt_passwd consentry-1 \"\$p\" && \
+      printf 'consentry-1:%s' \"\$p\" | systemd-creds encrypt --name=consentry-mqtt - $secrets_dir/mqtt.cred"
   fi
 }
 if [ "$secrets_only" = 1 ]; then secrets; exit 0; fi
@@ -104,6 +109,14 @@ for f in "$src"/deploy/consent/*.txt; do put 0644 "$f" "/etc/consentry/consent/$
 put 0644 "$src/deploy/consentry.service" /etc/systemd/system/consentry.service
 put 0644 "$src/deploy/consentry-kiosk.service" /etc/systemd/user/consentry-kiosk.service
 put 0644 "$src/deploy/mosquitto-consentry.conf" /etc/mosquitto/conf.d/consentry.conf
+# The TLS listener for the building systems needs the site's certificates: it is enabled only
+# once they are in /etc/mosquitto/certs (without them mosquitto would not start at all).
+if have /etc/mosquitto/certs/server.pem; then
+  put 0644 "$src/deploy/mosquitto-consentry-tls.conf" /etc/mosquitto/conf.d/consentry-tls.conf
+else
+  put 0644 "$src/deploy/mosquitto-consentry-tls.conf" /usr/share/consentry/mosquitto-consentry-tls.conf
+  echo "no /etc/mosquitto/certs/server.pem: the TLS listener (8883) is left off; see /usr/share/consentry/mosquitto-consentry-tls.conf"
+fi
 have /etc/mosquitto/consentry.acl || put 0644 "$src/deploy/mosquitto-consentry.acl" /etc/mosquitto/consentry.acl
 install -d -m 0700 "$root/var/lib/consentry"
 run chown consentry:consentry /var/lib/consentry

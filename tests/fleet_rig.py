@@ -66,30 +66,34 @@ class Door:
             return None
         return self.gallery.identify(probe, MODEL).subject
 
+    def replica_refusals(self) -> int:
+        return self.service.replica.refusals
+
     def close(self) -> None:
         self.service.close()
 
 
 class Site:
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(self, root: Path, port: int, mqtt: MqttConfig | None = None) -> None:
         self.root = root
         self.port = port
         self.vault = open_vault(root, "kiosk")
         self.identity = init_site(self.vault, "test site")
-        self.service = FleetService(self.vault, mqtt_for(port, "kiosk"), FAST, model=MODEL).start()
+        self.service = FleetService(self.vault, mqtt or mqtt_for(port, "kiosk"), FAST, model=MODEL).start()
         assert self.service.link.wait_connected(10)
 
     def enrol(self, seed: int, purposes: tuple[str, ...] = ("door",)) -> str:
         return self.vault.enroll(NAME, consent(purposes), vectors(seed), MODEL)
 
-    def join(self, name: str, port: int | None = None) -> Vault:
+    def join(self, name: str, port: int | None = None, mqtt: MqttConfig | None = None) -> Vault:
         """A new door vault, joined through the broker and approved by its code."""
         vault = open_vault(self.root, name)
+        mqtt = mqtt or mqtt_for(port or self.port, name)
         errors: list[BaseException] = []
 
         def run() -> None:
             try:
-                join(vault, mqtt_for(port or self.port, name), site=None, label=name, timeout=30,
+                join(vault, mqtt, site=None, label=name, timeout=30,
                      out=lambda text: None)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
                 errors.append(exc)

@@ -371,3 +371,55 @@ def test_a_revocation_by_another_process_reaches_the_doors_within_2s(site, mosqu
         print(f"revoked elsewhere; left the door in {time.monotonic() - t0:.3f} s")
     finally:
         door.close()
+
+
+def test_the_shipped_broker_acl_lets_a_door_sync_but_not_speak_for_the_site(tmp_path):
+    """deploy/mosquitto-consentry.acl with passwords: the kiosk user issues, the door user
+    (consentry-1) joins and syncs, and what the door user publishes as the site is dropped."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from consentry.config import MqttConfig
+
+    if shutil.which("mosquitto_passwd") is None:
+        pytest.skip("mosquitto_passwd is not installed (Debian's mosquitto package has it)")
+    passwords = tmp_path / "passwd"
+    for i, user in enumerate(("kiosk", "consentry-1", "homeassistant")):
+        subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if i == 0 else []), str(passwords), user, f"pw-{user}"],
+                       check=True)
+    acl = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto-consentry.acl"
+    broker = Mosquitto(tmp_path, f"allow_anonymous false\npassword_file {passwords}\nacl_file {acl}\n").start()
+
+    def creds(user: str) -> Path:
+        path = tmp_path / f"{user}.cred"
+        path.write_text(f"{user}:pw-{user}\n")
+        path.chmod(0o600)
+        return path
+
+    kiosk_mqtt = MqttConfig(port=broker.port, device_id="kiosk", credentials_file=creds("kiosk"))
+    door_mqtt = MqttConfig(port=broker.port, device_id="consentry-1", credentials_file=creds("consentry-1"))
+    site = Site(tmp_path, broker.port, kiosk_mqtt)
+    observer = None
+    try:
+        door = Door(site.join("door", mqtt=door_mqtt), door_mqtt)
+        sid = site.enrol(91)
+        assert wait(lambda: door.grants(probe(91)) == sid, REACH_S), "the ACL kept the door from syncing"
+        observer = Recorder(broker.port)  # anonymous: refused by the broker, sees nothing
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="door-as-site")
+        client.username_pw_set("consentry-1", "pw-consentry-1")
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        prefix = f"consentry/site/{site.identity.site}"
+        client.publish(f"{prefix}/head", b"not from the site", qos=1, retain=True).wait_for_publish(5)
+        client.loop_stop()
+        client.disconnect()
+        time.sleep(0.5)
+        assert door.replica_refusals() == 0 and door.service.verdict().granting  # the broker dropped it
+        assert observer.messages == []
+        door.close()
+    finally:
+        if observer is not None:
+            observer.close()
+        site.close()
+        broker.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -113,7 +114,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from .fleet.simulate import simulate
 
     result = simulate(doors=args.doors, subjects=args.subjects, samples=args.samples,
-                      out=(lambda text: None) if args.json else print)
+                      out=lambda text: print(text, file=sys.stderr, flush=True))
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 
