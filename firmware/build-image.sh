@@ -28,21 +28,26 @@ image_packages="linux-image-arm64 raspi-firmware initramfs-tools systemd-sysv sy
 
 [ "$(id -u)" = 0 ] || { echo "make image needs root (mmdebstrap, chroot, binfmt_misc)" >&2; exit 1; }
 host_tools dosfstools mtools e2fsprogs fdisk
-open_root
-
-say "image: kernel, firmware and boot configuration"
-echo "deb $mirror $release main non-free-firmware" > "$root/etc/apt/sources.list"
-mkdir -p "$root/boot/firmware"
-cat > "$root/etc/default/raspi-firmware" <<'EOF'
-# Written by firmware/build-image.sh: boot by label, console on the Pi 4's UART and the screen.
-ROOTPART="LABEL=consentry-root"
-CONSOLES="tty0 ttyS1,115200"
-EOF
-grep -v '^arm_64bit' "$src/firmware/config.txt" > "$root/etc/default/raspi-firmware-custom"
-echo "ro" > "$root/etc/default/raspi-extra-cmdline"
-in_root apt-get update -qq || fail "apt-get update"
-# shellcheck disable=SC2086
-in_root apt-get install -y -qq --no-install-recommends $image_packages >/dev/null || fail "kernel and firmware"
+# The kernel and firmware on top of the cached Debian root, cached in turn (they change only
+# with Debian's archive); delete $cache/image-base.tar to take newer ones.
+if [ -s "$cache/image-base.tar" ]; then
+  open_root "$cache/image-base.tar"
+else
+  open_root
+  say "image: kernel, firmware and boot configuration (cached in $cache/image-base.tar)"
+  echo "deb $mirror $release main non-free-firmware" > "$root/etc/apt/sources.list"
+  mkdir -p "$root/boot/firmware"
+  printf '%s\n' "# Written by firmware/build-image.sh: boot by label; consoles on the Pi 4's UART and the screen." \
+    'ROOTPART="LABEL=consentry-root"' 'CONSOLES="tty0 ttyS1,115200"' > "$root/etc/default/raspi-firmware"
+  grep -v '^arm_64bit' "$src/firmware/config.txt" > "$root/etc/default/raspi-firmware-custom"
+  echo "ro" > "$root/etc/default/raspi-extra-cmdline"
+  in_root apt-get update -qq || fail "apt-get update"
+  # shellcheck disable=SC2086
+  in_root apt-get install -y -qq --no-install-recommends $image_packages >/dev/null || fail "kernel and firmware"
+  tar -C "$root" --exclude='./proc/*' --exclude='./sys/*' --exclude='./dev/*' --exclude='./src/*' \
+    --exclude='./data/*' --exclude='./tmp/consentry' -cf "$cache/image-base.partial.tar" . \
+    && mv "$cache/image-base.partial.tar" "$cache/image-base.tar"
+fi
 ls "$root"/boot/firmware/vmlinuz-* "$root"/boot/firmware/initrd.img-* >/dev/null || fail "no kernel in /boot/firmware"
 
 say "image: deploy/install.sh --no-start --no-kiosk"
@@ -77,12 +82,17 @@ ln -sf /var/lib/consentry-secrets/mqtt.cred "$root/etc/consentry/mqtt.cred"
 ln -sf /var/lib/mosquitto/consentry.passwd "$root/etc/mosquitto/consentry.passwd"
 in_root systemctl enable systemd-networkd systemd-resolved systemd-timesyncd consentry-firstboot.service \
   consentry-smoke-proxy.socket >/dev/null || fail "systemctl enable"
-in_root systemd-analyze verify /etc/systemd/system/consentry-firstboot.service || fail "firstboot unit"
+# systemd-firstboot would prompt on the console at every boot of a read-only root (its machine id
+# is new each time): the image is configured already.
+ln -sf /dev/null "$root/etc/systemd/system/systemd-firstboot.service"
+in_root systemd-analyze verify /etc/systemd/system/consentry-firstboot.service >"$cache/image-verify.log" 2>&1 || true
+cat "$cache/image-verify.log"
+grep -q "consentry-firstboot.service:.*\(error\|Failed\|Unknown\)" "$cache/image-verify.log" && fail "firstboot unit"
 in_root apt-get clean
-rm -rf "$root/tmp/consentry" "$root/var/lib/apt/lists"/* "$root/src" "$root/data"
+rm -rf "$root/tmp/consentry" "$root/var/lib/apt/lists"/*
 unmount_root; trap - EXIT
+rmdir "$root/src" "$root/data"
 ln -sf /run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
-mkdir -p "$root/src" "$root/data"
 
 say "image: partitions"
 stage="$cache/image-stage"

@@ -56,6 +56,23 @@ def parse_request(raw: bytes) -> dict | None:
     return payload
 
 
+def new_client(cfg: MqttConfig, client_id: str):
+    """A paho client for ``cfg``: MQTT 3.1.1, TLS and credentials as configured, reconnecting
+    with a 1-10 s backoff, and a callback's error logged rather than ending the link."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+    if cfg.tls_ca:
+        client.tls_set(ca_certs=str(cfg.tls_ca), certfile=str(cfg.tls_cert) if cfg.tls_cert else None,
+                       keyfile=str(cfg.tls_key) if cfg.tls_key else None)
+    credentials = read_credentials(cfg.credentials_file)
+    if credentials:
+        client.username_pw_set(*credentials)
+    client.reconnect_delay_set(min_delay=1, max_delay=10)
+    client.suppress_exceptions = True  # a second guard: a callback's error is logged, the link lives
+    return client
+
+
 class MqttBus:
     def __init__(self, cfg: MqttConfig) -> None:
         import paho.mqtt.client as mqtt
@@ -68,17 +85,8 @@ class MqttBus:
         self.dropped = 0
         self.connected = threading.Event()
         self._mqtt = mqtt
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"consentry-{cfg.device_id}",
-                             protocol=mqtt.MQTTv311)
+        client = new_client(cfg, f"consentry-{cfg.device_id}")
         client.will_set(self.topic("available"), "offline", qos=1, retain=True)
-        if cfg.tls_ca:
-            client.tls_set(ca_certs=str(cfg.tls_ca), certfile=str(cfg.tls_cert) if cfg.tls_cert else None,
-                           keyfile=str(cfg.tls_key) if cfg.tls_key else None)
-        credentials = read_credentials(cfg.credentials_file)
-        if credentials:
-            client.username_pw_set(*credentials)
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
-        client.suppress_exceptions = True  # a second guard: a callback's error is logged, the link lives
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

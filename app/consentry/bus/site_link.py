@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from ..config import MqttConfig
-from .mqtt import read_credentials
+from .mqtt import new_client
 
 log = logging.getLogger(__name__)
 
@@ -28,24 +28,13 @@ def site_prefix(site: str) -> str:
 class SiteLink:
     def __init__(self, cfg: MqttConfig, client_id: str, subscriptions: Sequence[str], on_message: OnMessage,
                  on_link: OnLink | None = None) -> None:
-        import paho.mqtt.client as mqtt
-
         self.cfg = cfg
         self.subscriptions = list(subscriptions)
         self.on_message = on_message
         self.on_link = on_link or (lambda up: None)
         self.connected = threading.Event()
-        self._mqtt = mqtt
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
-        if cfg.tls_ca:
-            client.tls_set(ca_certs=str(cfg.tls_ca), certfile=str(cfg.tls_cert) if cfg.tls_cert else None,
-                           keyfile=str(cfg.tls_key) if cfg.tls_key else None)
-        credentials = read_credentials(cfg.credentials_file)
-        if credentials:
-            client.username_pw_set(*credentials)
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client = new_client(cfg, client_id)
         client.max_inflight_messages_set(100)
-        client.suppress_exceptions = True
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
