@@ -79,9 +79,10 @@ def door_locked(app: Appliance) -> bool:
     return relay_states(app)[-1][1] is False
 
 
-def test_enrolled_person_opens_the_door_once(home, astronaut):
+@pytest.mark.parametrize("pipeline_mode", ["serial", "detect-ahead"])
+def test_enrolled_person_opens_the_door_once(home, astronaut, pipeline_mode):
     path, sid = home
-    app = appliance(settings(), path, FakeCamera(panned(astronaut), fps=30))
+    app = appliance(settings(tracking={"pipeline": pipeline_mode}), path, FakeCamera(panned(astronaut), fps=30))
     app.run(max_frames=45)
     granted = [e for e in app.bus.of("event/access") if e["decision"] == "granted"]
     assert [e["subject"] for e in granted] == [sid] and granted[0]["distance"] < 0.2

@@ -20,3 +20,13 @@ def test_frame_bench_reports_every_stage(tmp_path, capsys):
             "detect_no_face"} <= result["stages"].keys()
     assert result["search"]["gallery_size"] == 1000 and result["peak_rss_mb"] > 0
     assert "ratio_vs_face_recognition" not in result
+
+
+def test_pipeline_comparison_times_both_modes_on_the_same_clip(faces_dir):
+    from consentry.config import Settings
+    from consentry.evaluate.door_bench import pipeline_comparison
+
+    result = pipeline_comparison(Settings(), faces_dir / "video" / "webcam_person_a_2.wmv", limit=8, gallery_size=10)
+    for mode in ("serial", "detect-ahead"):
+        assert result[mode]["saturated_fps"] > 0 and result[mode]["arrival_to_decision_ms"]["runs"] >= 7
+    assert result["ratio_fps"] > 0 and result["frames"] == 8

@@ -80,7 +80,7 @@ class Appliance:
         s = self.settings
         self._open_vault()
         self.recognizer = recognizer_from_settings(s)
-        self._closers.append(self.recognizer.tracker.pipeline.close)
+        self._closers.append(self.recognizer.tracker.close)
         model = self.recognizer.tracker.pipeline.embedder.name
         opener = self._camera_opener or choose_opener(self._source_spec, s, self.out)
         self.camera = SupervisedSource(opener, stall_seconds=s.camera.stall_seconds,
@@ -281,7 +281,8 @@ class Appliance:
                 self._capture_step(frame, self.kiosk.capture)
             elif isinstance(self.policy, DoorPolicy):  # a withdrawal by face never pauses the door
                 results = self.recognizer.step(frame)
-                self.policy.handle(results, (time.perf_counter() - start) * 1000.0, frame,
+                seen = self.recognizer.tracker.observed_frame  # detect-ahead: the previous frame's copy
+                self.policy.handle(results, (time.perf_counter() - start) * 1000.0, seen if seen is not None else frame,
                                    alive=set(self.recognizer.tracker.tracks))
                 self.kiosk.advise(results)
                 self._forget_observe(results)
@@ -290,7 +291,9 @@ class Appliance:
             elif self.policy.active:
                 tracker = self.recognizer.tracker
                 try:
-                    self.policy.handle(tracker.process(frame), frame)
+                    observations = tracker.process(frame)
+                    seen = tracker.observed_frame
+                    self.policy.handle(observations, seen if seen is not None else frame)
                 finally:
                     tracker.wipe()
             else:
@@ -301,6 +304,7 @@ class Appliance:
             log.warning("frame %d of shape %s skipped: %s", self.frames, getattr(frame, "shape", None), exc)
         finally:
             frame.fill(0)
+            self.recognizer.tracker.release()
             self._latencies.append((time.perf_counter() - start) * 1000.0)
             self._frame_times.append(time.monotonic())
 

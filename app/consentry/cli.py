@@ -140,6 +140,11 @@ def _bench_frames(args: argparse.Namespace) -> int:
             from .evaluate.door_bench import door_timing
 
             result["door"] = door_timing(pipeline, Path(args.video), settings, args.frames)
+    if args.video and args.pipelines:
+        from .evaluate.door_bench import pipeline_comparison
+
+        result["pipelines"] = pipeline_comparison(settings.model_copy(update={"vision": vision}), Path(args.video),
+                                                  args.frames)
     if args.gallery_size:
         result["search"] = fb.bench_search(pipeline.embedder.name, args.gallery_size)
     _emit(result, args.json)
@@ -401,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--minutes", type=float, default=10.0, help="length of a --field run (default 10)")
     sp.add_argument("--source", help="--field: frame source (default: the configured camera)")
     sp.add_argument("--plot", help="--field: write fps and CPU temperature per minute to this PNG")
+    sp.add_argument("--pipelines", action="store_true", help="with --video: tracking.pipeline serial against "
+                    "detect-ahead (throughput, and arrival-to-decision latency paced at the clip's frame rate)")
     sp.add_argument("--runs", type=int, default=100)
     sp.add_argument("--threads", type=int, default=1)
     sp = add("detect-rate", cmd_detect_rate, "detection rates on a labelled face data folder")

@@ -87,6 +87,9 @@ class TrackingConfig(_Strict):
                                     "their best frames a second or two in (measured on the shared stage clip).")
     visit_regrow: float = Field(1.25, gt=1, le=4, description="A settled unknown track whose face width reaches "
                                 "this multiple of its width at settling starts a new visit.")
+    pipeline: Literal["serial", "detect-ahead"] = Field("serial", description="`detect-ahead`: detect the next "
+                                                         "frame on a second thread while this one is embedded "
+                                                         "(decisions one frame later; README: measured trade-off).")
     max_embeds_per_frame: int = Field(3, ge=1, le=50, description="Faces embedded per frame at most (largest "
                                       "and most central first), so a crowd cannot saturate the Pi.")
 

@@ -55,7 +55,7 @@ class Recognizer:
 
     def close(self) -> None:
         self.wipe_visits()
-        self.tracker.pipeline.close()
+        self.tracker.close()
         self.gallery.close()
 
     def __enter__(self) -> Recognizer:

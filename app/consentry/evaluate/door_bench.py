@@ -69,3 +69,62 @@ def door_timing(pipeline: FacePipeline, video: Path, settings: Settings, limit: 
 
 def _pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
+
+
+def pipeline_comparison(settings: Settings, video: Path, limit: int | None = None, gallery_size: int = 100) -> dict:
+    """`tracking.pipeline` serial against detect-ahead on the same clip, on this machine:
+    frames per second when frames come as fast as the loop takes them, and — paced at the
+    clip's frame rate, as a camera delivers them — milliseconds from a frame's arrival to the
+    decisions about it (detect-ahead returns them one frame later, and that wait is counted)."""
+    from ..camera.sources import OpenCVSource
+    from ..decide.recognizer import Recognizer, visit_options
+    from ..vision.factory import tracker_from_settings
+    from .frames_bench import Clock
+
+    probe = OpenCVSource(str(video), finite=True)
+    fps = probe.fps
+    probe.close()
+    clip = list(video_frames(video, Clock(), limit))
+    out: dict = {"frames": len(clip), "fps_of_video": round(fps, 2), "threads": settings.vision.threads}
+    try:
+        for mode in ("serial", "detect-ahead"):
+            tracking = settings.tracking.model_copy(update={"pipeline": mode})
+            mode_settings = settings.model_copy(update={"tracking": tracking})
+            gallery = synthetic_gallery(settings.vision.embedder + ("+flip" if settings.vision.flip else ""),
+                                        gallery_size)
+            with Recognizer(tracker_from_settings(mode_settings), gallery, visit_options(settings)) as recognizer:
+                out[mode] = {"saturated_fps": _saturated(recognizer, clip, fps),
+                             "arrival_to_decision_ms": stats(_paced(recognizer, clip, fps, mode))}
+    finally:
+        for frame in clip:
+            frame.fill(0)
+    out["ratio_fps"] = round(out["detect-ahead"]["saturated_fps"] / out["serial"]["saturated_fps"], 3)
+    return out
+
+
+def _saturated(recognizer, clip: list[np.ndarray], fps: float) -> float:
+    start = time.perf_counter()
+    for i, frame in enumerate(clip):
+        recognizer.step(frame.copy(), now=i / fps)
+        recognizer.tracker.release()
+    recognizer.wipe_visits()
+    return round(len(clip) / (time.perf_counter() - start), 2)
+
+
+def _paced(recognizer, clip: list[np.ndarray], fps: float, mode: str) -> list[float]:
+    """Each frame arrives at i / fps; its decisions come back with it (serial) or with the next
+    frame (detect-ahead). A frame that arrives while the loop is busy waits, as it would."""
+    arrivals, waits = [], []
+    start = time.perf_counter()
+    for i, frame in enumerate(clip):
+        arrival = start + i / fps
+        time.sleep(max(0.0, arrival - time.perf_counter()))
+        arrivals.append(arrival)
+        recognizer.step(frame.copy(), now=i / fps)
+        recognizer.tracker.release()
+        done = time.perf_counter()
+        decided = i if mode == "serial" else i - 1
+        if decided >= 0:
+            waits.append((done - arrivals[decided]) * 1000.0)
+    recognizer.wipe_visits()
+    return waits

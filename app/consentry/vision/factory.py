@@ -27,4 +27,9 @@ def tracking_options(cfg: TrackingConfig) -> TrackingOptions:
 
 
 def tracker_from_settings(settings: Settings) -> FaceTracker:
-    return FaceTracker(pipeline_from_config(settings.vision, settings.quality), tracking_options(settings.tracking))
+    """The serial tracker, or with ``tracking.pipeline = "detect-ahead"`` the one that detects
+    the next frame on a second thread (README: the measured trade-off)."""
+    from .tracking import AheadTracker
+
+    kind = AheadTracker if settings.tracking.pipeline == "detect-ahead" else FaceTracker
+    return kind(pipeline_from_config(settings.vision, settings.quality), tracking_options(settings.tracking))

@@ -71,14 +71,28 @@ class FaceTracker:
         self.tracks: dict[int, Track] = {}
         self.frame_index = 0
         self.timings: dict[str, float] = {}
+        self.observed_frame: np.ndarray | None = None
         self._ids = itertools.count(1)
 
     def process(self, image: np.ndarray) -> list[Observation]:
-        """Observations of every face; ``timings`` keeps this frame's per-stage milliseconds."""
-        self.frame_index += 1
+        """Observations of every face; ``timings`` keeps this frame's per-stage milliseconds.
+        ``observed_frame`` is the frame the observations belong to (here: ``image``)."""
+        self.observed_frame = image
+        return self._observe(image, *self._detect(image))
+
+    def release(self) -> None:
+        """The caller is done with ``observed_frame`` (its own frame here: nothing to zero)."""
+
+    def close(self) -> None:
+        self.pipeline.close()
+
+    def _detect(self, image: np.ndarray) -> tuple[list[Face], float]:
         t0 = time.perf_counter()
         faces = self.pipeline.faces(image)
-        t1 = time.perf_counter()
+        return faces, (time.perf_counter() - t0) * 1000.0
+
+    def _observe(self, image: np.ndarray, faces: list[Face], detect_ms: float) -> list[Observation]:
+        self.frame_index += 1
         assigned = self._assign(faces)
         self._expire()
         chosen = self._embed_budget(assigned, image.shape[1], image.shape[0])
@@ -93,8 +107,7 @@ class FaceTracker:
                 track.last_embedded = self.frame_index
             gate_s, embed_s = gate_s + g1 - g0, embed_s + time.perf_counter() - g1
             out.append(Observation(track.id, face, quality, embedding))
-        self.timings = {"detect+landmarks": (t1 - t0) * 1000.0, "quality": gate_s * 1000.0,
-                        "align+embed": embed_s * 1000.0}
+        self.timings = {"detect+landmarks": detect_ms, "quality": gate_s * 1000.0, "align+embed": embed_s * 1000.0}
         return out
 
     def settle(self, track_id: int, settled: bool = True) -> None:
@@ -150,3 +163,51 @@ class FaceTracker:
         for tid in gone:
             del self.tracks[tid]
         return gone
+
+
+class AheadTracker(FaceTracker):
+    """``tracking.pipeline = "detect-ahead"``: frame N is detected (detector and face mesh) on a
+    worker thread while frame N-1 is gated and embedded on the caller's — different
+    interpreters, so the two run on two cores. :meth:`process` therefore returns the
+    *previous* frame's observations, one frame late, and ``observed_frame`` is this tracker's
+    copy of that frame. It holds at most two copies, both its own. The caller zeroes the
+    observed one with :meth:`release` as soon as its decisions are made; the other is the frame
+    in flight. :meth:`close` zeroes both."""
+
+    def __init__(self, pipeline: FacePipeline, options: TrackingOptions | None = None) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        super().__init__(pipeline, options)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect-ahead")
+        self._copies: list[np.ndarray | None] = [None, None]
+        self._turn = 0
+        self._in_flight = None  # (future, copy)
+
+    def process(self, image: np.ndarray) -> list[Observation]:
+        copy = self._copies[self._turn]
+        if copy is None or copy.shape != image.shape or copy.dtype != image.dtype:
+            copy = self._copies[self._turn] = np.empty_like(image)
+        self._turn ^= 1
+        np.copyto(copy, image)
+        previous, self._in_flight = self._in_flight, (self._pool.submit(self._detect, copy), copy)
+        if previous is None:
+            self.observed_frame = None
+            return []
+        future, frame = previous
+        self.observed_frame = frame
+        return self._observe(frame, *future.result())
+
+    def release(self) -> None:
+        if self.observed_frame is not None:
+            self.observed_frame.fill(0)
+            self.observed_frame = None
+
+    def close(self) -> None:
+        if self._in_flight is not None:
+            self._in_flight[0].result()
+        self._pool.shutdown(wait=True)
+        for copy in self._copies:
+            if copy is not None:
+                copy.fill(0)
+        self.observed_frame = None
+        super().close()
