@@ -69,8 +69,9 @@ base_tarball() {  # sets $tarball: the release's root as mmdebstrap made it, bui
   fi
 }
 
-open_root() {  # a fresh copy of the cached root at $root, with /proc, /sys, /dev, /src (and /data) bound
-  base_tarball
+open_root() {  # open_root [TARBALL]: a fresh copy of the cached root (or of TARBALL) at $root, with
+  # /proc, /sys, /dev, /src (and /data) bound
+  if [ -n "${1:-}" ]; then tarball="$1"; else base_tarball; fi
   unmount_root; rm -rf "$root"; mkdir -p "$root"
   tar -xf "$tarball" -C "$root"
   trap unmount_root EXIT

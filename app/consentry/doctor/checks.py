@@ -37,6 +37,18 @@ def report(checks: list[Check]) -> dict:
     return {"checks": [asdict(c) for c in checks], "failures": sum(c.status == "fail" for c in checks)}
 
 
+def site_of(vault) -> str:
+    """Which site this device belongs to, and as what (docs/fleet.md)."""
+    from ..fleet import identity as ids
+
+    me = ids.load(vault.secret(ids.SECRET), vault.transform)
+    if me is None:
+        return "in no site"
+    if isinstance(me, ids.SiteIdentity):
+        return f"enrolment kiosk of {me.site}"
+    return f"door {me.door} of {me.site}" + ("" if me.data_key else ", waiting for approval")
+
+
 class Doctor:
     """Runs every check. ``camera_opener`` (a FrameSource factory) and ``pin_factory`` (gpiozero)
     default to the configured camera and pins; ``relay_test`` toggles the relay pin and reads it
@@ -143,13 +155,17 @@ class Doctor:
                 integrity = vault.integrity_check()
                 audit = vault.verify_audit()
                 subjects = len(vault.subjects())
+                site = site_of(vault)
         except ConsentryError as exc:
             return Check("vault", "fail", str(exc), "`consentry keys init` creates the store; a damaged one is "
                          "named above — restore it from backup, never edit it")
         if integrity != "ok" or not audit.ok:
             return Check("vault", "fail", f"integrity {integrity}; audit chain {'ok' if audit.ok else 'broken'}",
                          "`consentry audit verify` names the damage; restore from backup")
-        return Check("vault", "pass", f"integrity ok, audit chain ok, {subjects} subject(s)")
+        if site.endswith("waiting for approval"):
+            return Check("vault", "warn", f"{subjects} subject(s); {site}", "approve this door on the kiosk's staff "
+                         "page with the code `consentry fleet join` shows")
+        return Check("vault", "pass", f"integrity ok, audit chain ok, {subjects} subject(s); {site}")
 
     # -- network and time ---------------------------------------------------------------
     def broker(self) -> Check:
