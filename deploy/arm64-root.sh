@@ -79,6 +79,7 @@ open_root() {  # open_root [TARBALL]: a fresh copy of the cached root (or of TAR
   for m in proc sys dev dev/pts; do mount --bind "/$m" "$root/$m"; done
   mount --bind "$src" "$root/src"; mount -o remount,bind,ro "$root/src"
   [ -d "${data:-}" ] && mount --bind "$data" "$root/data" && mount -o remount,bind,ro "$root/data"
+  rm -f "$root/etc/resolv.conf"  # systemd-resolved makes it a link into /run, empty in a chroot
   cp /etc/resolv.conf "$root/etc/resolv.conf"
   # CAs this host trusts locally (a site's TLS proxy, say) are trusted inside the root too
   if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then

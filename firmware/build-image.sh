@@ -43,7 +43,10 @@ else
   echo "ro" > "$root/etc/default/raspi-extra-cmdline"
   in_root apt-get update -qq || fail "apt-get update"
   # shellcheck disable=SC2086
-  in_root apt-get install -y -qq --no-install-recommends $image_packages >/dev/null || fail "kernel and firmware"
+  # keep the /etc/default files written above (they are conffiles of raspi-firmware)
+  in_root apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold $image_packages \
+    >/dev/null || fail "kernel and firmware"
+  rm -f "$root/etc/resolv.conf" && cp /etc/resolv.conf "$root/etc/resolv.conf"  # resolved linked it into /run
   tar -C "$root" --exclude='./proc/*' --exclude='./sys/*' --exclude='./dev/*' --exclude='./src/*' \
     --exclude='./data/*' --exclude='./tmp/consentry' -cf "$cache/image-base.partial.tar" . \
     && mv "$cache/image-base.partial.tar" "$cache/image-base.tar"
