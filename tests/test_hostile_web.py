@@ -73,7 +73,10 @@ def raw(server: WebServer, data: bytes, timeout: float = 15.0) -> bytes:
         chunks = []
         try:
             s.sendall(data)
-            s.shutdown(socket.SHUT_WR)  # end of request: the server answers and closes
+            try:
+                s.shutdown(socket.SHUT_WR)  # end of request: the server answers and closes
+            except OSError:
+                pass  # it answered and closed already (a refused header, on a loaded machine): read that
             while chunk := s.recv(65536):
                 chunks.append(chunk)
         except (TimeoutError, ConnectionResetError, BrokenPipeError):
