@@ -49,13 +49,15 @@ say "booting $kernel in qemu-system-aarch64 (virt, 2 cores, 2 GiB); kiosk page f
 qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 2048 -nographic -no-reboot \
   -kernel "$work/vmlinuz" -initrd "$work/initrd" \
   -append "root=LABEL=consentry-root ro rootwait console=ttyAMA0 consentry.smoke-test \
-systemd.default_timeout_start_sec=900" \
+systemd.default_timeout_start_sec=900 systemd.status_unit_format=name systemd.log_color=0 \
+systemd.mask=serial-getty@ttyAMA0.service systemd.journald.forward_to_console=1" \
   -drive if=none,file="$work/disk.img",format=raw,id=disk -device virtio-blk-pci,drive=disk \
-  -netdev "user,id=net,hostfwd=tcp:127.0.0.1:$port-:8081" -device virtio-net-pci,netdev=net \
+  -netdev "user,id=net,hostfwd=tcp:127.0.0.1:$port-:8081" -device virtio-net-pci,netdev=net,romfile= \
   </dev/null >"$log" 2>&1 &
 qemu_pid=$!
 
-seen() { grep -q "$1" "$log"; }
+plain() { sed 's/\x1b\[[0-9;]*m//g' "$log"; }  # the console's status lines without their colours
+seen() { plain | grep -q "$1"; }
 deadline=$(( $(date +%s) + timeout ))
 page=""
 while [ "$(date +%s)" -lt "$deadline" ]; do
@@ -71,7 +73,7 @@ done
 [ -n "$page" ] || fail "not READY within ${timeout} s"
 seen "Finished consentry-firstboot.service" || fail "the first boot did not make this machine's secrets"
 for unit in consentry-firstboot mosquitto consentry; do
-  grep -m1 "\(Started\|Finished\) $unit.service" "$log"
+  plain | grep -m1 "\(Started\|Finished\) $unit.service"
 done
 echo "kiosk page on 127.0.0.1:$port: $(printf '%s' "$page" | grep -o '<title>[^<]*</title>' | head -1)"
 say "image-test passed: $image boots to a READY appliance, mosquitto up, kiosk page served (serial log: $log)"
