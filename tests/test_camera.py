@@ -113,3 +113,21 @@ def test_supervisor_retries_a_camera_that_is_not_there_yet(astronaut):
     frame = next(supervised.frames())
     supervised.close()
     assert frame.shape == astronaut.shape and "unavailable" not in supervised.status
+
+
+def test_an_opencv_without_its_logging_module_still_opens_sources(monkeypatch, tmp_path):
+    """Debian trixie's python3-opencv has no cv2.utils.logging; the appliance crashed on it."""
+    import types
+
+    import cv2
+    from consentry.camera.sources import OpenCVSource
+
+    monkeypatch.setattr(cv2, "utils", types.SimpleNamespace())
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for _ in range(3):
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    source = OpenCVSource(str(path), finite=True)
+    assert source.name.startswith("opencv:")
+    source.close()

@@ -4,6 +4,7 @@ for enrolment and withdrawal, and a hypothesis fuzz of raw requests."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import re
 import socket
@@ -73,10 +74,10 @@ def raw(server: WebServer, data: bytes, timeout: float = 15.0) -> bytes:
         chunks = []
         try:
             s.sendall(data)
-            try:
-                s.shutdown(socket.SHUT_WR)  # end of request: the server answers and closes
-            except OSError:
-                pass  # it answered and closed already (a refused header, on a loaded machine): read that
+            # end of request: the server answers and closes (or, refusing a header on a loaded
+            # machine, it has answered and closed already: what it sent is read all the same)
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_WR)
             while chunk := s.recv(65536):
                 chunks.append(chunk)
         except (TimeoutError, ConnectionResetError, BrokenPipeError):

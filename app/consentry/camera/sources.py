@@ -88,6 +88,16 @@ class FolderSource:
         pass
 
 
+def quiet_opencv(cv2) -> None:
+    """OpenCV's own probing warnings are noise; our CameraError says what failed. Debian's
+    python3-opencv has no ``cv2.utils.logging`` (found booting the image): use what exists."""
+    logging_ = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging_ is not None:
+        logging_.setLogLevel(logging_.LOG_LEVEL_ERROR)
+    elif hasattr(cv2, "setLogLevel"):
+        cv2.setLogLevel(2)  # OpenCV's LOG_LEVEL_ERROR
+
+
 class OpenCVSource:
     """A V4L2 device index, a video file or a stream URL through OpenCV. A file ends; a
     device or stream that stops delivering raises CameraError (the supervisor reopens it)."""
@@ -97,8 +107,7 @@ class OpenCVSource:
         import cv2
 
         self._cv2 = cv2
-        # OpenCV's own probing warnings are noise; our CameraError says what failed.
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        quiet_opencv(cv2)
         self._cap = cv2.VideoCapture(int(target) if target.isdigit() else target)
         if not self._cap.isOpened():
             raise CameraError(f"OpenCV could not open {target!r} (no camera, or unreadable file/stream)")
