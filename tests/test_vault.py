@@ -244,8 +244,17 @@ def test_systemd_credential_provider(tmp_path, monkeypatch):
     creds = tmp_path / "creds"
     KeyFile.write(os.urandom(32), creds / "consentry-master-key")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    (creds / "consentry-master-key").chmod(0o440)  # as systemd 257 hands credentials over
     with Vault(tmp_path / "home", SystemdCredential("consentry-master-key"), create=True) as v:
         v.enroll(NAME, consent(), vectors(60), MODEL)
+    (creds / "consentry-master-key").chmod(0o444)  # others may read it: refused even there
+    with pytest.raises(KeyUnavailable, match="readable or writable by others"):
+        Vault(tmp_path / "home", SystemdCredential("consentry-master-key"))
+    elsewhere = tmp_path / "master.key"
+    KeyFile.write(os.urandom(32), elsewhere)
+    elsewhere.chmod(0o440)  # outside the credentials directory the group bit is refused
+    with pytest.raises(KeyUnavailable, match="readable or writable by others"):
+        KeyFile(elsewhere).master_key(b"")
     monkeypatch.delenv("CREDENTIALS_DIRECTORY")
     with pytest.raises(KeyUnavailable, match="LoadCredentialEncrypted"):
         Vault(tmp_path / "home", SystemdCredential("consentry-master-key"))
