@@ -5,7 +5,8 @@
 #   - consentry-firstboot to make this machine's secrets,
 #   - mosquitto.service started,
 #   - consentry.service READY (Type=notify: systemd says "Started" only after READY=1), running
-#     the demo source with a simulated door (QEMU has no camera and no GPIO),
+#     the demo source with a simulated door (QEMU has no camera and no GPIO), its own status
+#     line saying frames flow and the broker took its password, and no exception,
 #   - the kiosk page answering on a forwarded loopback port.
 # Timing under emulation means nothing; none is reported (emulated model loading is slow, so
 # the boot allows services 15 minutes to start). The serial log is kept beside the image.
@@ -64,7 +65,11 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
   kill -0 "$qemu_pid" 2>/dev/null || fail "qemu exited"
   seen "Failed to start consentry" && fail "consentry.service failed to start"
   seen "Kernel panic" && fail "kernel panic"
-  if seen "Started consentry.service" && seen "Started mosquitto.service"; then
+  plain | grep -q "consentry\[[0-9]*\]: Traceback" && fail "the appliance raised an exception"
+  # the appliance's own status line (every 10 s): frames flowing from the demo source, the
+  # broker reached with the device's own password
+  if seen "Started consentry.service" && seen "Started mosquitto.service" \
+     && seen "consentry\[[0-9]*\]: [0-9]* frames (.* fps), camera ok, mqtt connected"; then
     page="$(curl -fsS --max-time 20 "http://127.0.0.1:$port/" 2>/dev/null || true)"
     case "$page" in *"id='status'"*) break ;; esac
   fi
@@ -75,5 +80,7 @@ seen "Finished consentry-firstboot.service" || fail "the first boot did not make
 for unit in consentry-firstboot mosquitto consentry; do
   plain | grep -m1 "\(Started\|Finished\) $unit.service"
 done
+plain | grep -m1 "consentry\[[0-9]*\]: consentry: profile"
+plain | grep -m1 "consentry\[[0-9]*\]: [0-9]* frames (.* fps), camera ok, mqtt connected"
 echo "kiosk page on 127.0.0.1:$port: $(printf '%s' "$page" | grep -o '<title>[^<]*</title>' | head -1)"
 say "image-test passed: $image boots to a READY appliance, mosquitto up, kiosk page served (serial log: $log)"

@@ -131,3 +131,23 @@ def test_an_opencv_without_its_logging_module_still_opens_sources(monkeypatch, t
     source = OpenCVSource(str(path), finite=True)
     assert source.name.startswith("opencv:")
     source.close()
+
+
+def test_the_demo_without_scikit_image_is_a_test_pattern(monkeypatch):
+    """A device has no scikit-image (found booting the image: the demo source crashed there)."""
+    import builtins
+
+    from consentry.camera.sources import DemoSource
+
+    real_import = builtins.__import__
+
+    def no_skimage(name, *args, **kwargs):
+        if name.startswith("skimage"):
+            raise ImportError("No module named 'skimage'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_skimage)
+    source = DemoSource(loop=False, fps=1000.0)
+    frames = list(source.frames())
+    assert "test pattern" in source.name and frames and frames[0].shape == (512, 512, 3)
+    assert frames[0].dtype == np.uint8

@@ -36,15 +36,23 @@ class FrameSource(Protocol):
 
 class DemoSource:
     """skimage's public-domain astronaut, panned slowly so the face moves; loops forever
-    at about ``fps`` frames a second, like a camera would."""
+    at about ``fps`` frames a second, like a camera would. Where scikit-image is not installed
+    (a device: install.sh does not install it) the frames are a generated test pattern with no
+    face, and the name says so."""
 
     name = "demo"
     finite = False
 
     def __init__(self, loop: bool = True, fps: float = 15.0) -> None:
-        from skimage import data  # imported here: only the demo needs scikit-image
+        try:
+            from skimage import data  # imported here: only the demo needs scikit-image
 
-        self._image = data.astronaut()
+            self._image = data.astronaut()
+        except ImportError:
+            self.name = "demo (test pattern: no face; scikit-image is not installed)"
+            log.warning("scikit-image is not installed: the demo source shows a test pattern with no face")
+            ramp = np.linspace(0, 255, 572, dtype=np.float32)
+            self._image = np.ascontiguousarray(np.stack([np.tile(ramp, (512, 1))] * 3, axis=-1).astype(np.uint8))
         self.loop = loop
         self.period = 1.0 / fps
 
