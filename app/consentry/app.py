@@ -50,7 +50,8 @@ def choose_opener(spec: str | None, settings: Settings, announce: Callable[[str]
             errors.append(f"{candidate}: {exc}")
     if not demo:
         raise CameraError("no camera: " + "; ".join(errors))
-    announce("no camera found: running the demo source (a public-domain test image, skimage's astronaut)")
+    announce("no camera found: running the demo source (skimage's public-domain astronaut where scikit-image "
+             "is installed, else a test pattern)")
     return lambda: open_source("demo")
 
 
