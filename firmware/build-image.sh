@@ -104,6 +104,11 @@ mv "$root/boot/firmware"/* "$stage/boot/"
 cp -a "$root/var/lib/." "$stage/data/"
 find "$root/var/lib" -mindepth 1 -delete
 for f in "$root"/tmp "$root"/var/tmp "$root"/var/log; do find "$f" -mindepth 1 -delete; done
+# No secret may be baked in: every device makes its own on first boot.
+for secret in consentry-secrets/master.key.cred consentry-secrets/mqtt.cred systemd/credential.secret \
+    mosquitto/consentry.passwd consentry/master.key; do
+  [ ! -e "$stage/data/$secret" ] || fail "$secret would be baked into the image"
+done
 mib() { echo $(( ($(du -sm "$1" | cut -f1) * 13 / 10) + $2 )); }
 boot_mb=256
 root_mb="$(mib "$root" 200)"
