@@ -423,3 +423,13 @@ def test_the_shipped_broker_acl_lets_a_door_sync_but_not_speak_for_the_site(tmp_
             observer.close()
         site.close()
         broker.stop()
+
+
+def test_a_flood_of_garbage_records_is_refused_but_audited_only_so_often():
+    clock = Clock()
+    kiosk, replica, store, sent = _direct_site(clock)
+    prefix = f"consentry/site/{kiosk.identity.site}"
+    replica.process([(f"{prefix}/subject/s-{i:016x}", b'{"v": 1, "sig": "AAAA"}') for i in range(500)])
+    from consentry.fleet.replica import AUDIT_PER_MINUTE
+
+    assert replica.refusals == 500 and len(store.refused) == AUDIT_PER_MINUTE and not store.versions

@@ -15,6 +15,7 @@ delivered since then confirms it (a revocation missed while offline is applied f
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import json
@@ -33,6 +34,7 @@ from .identity import DoorIdentity
 from .records import VERSION, Head, Payload, Record, RecordRefused, StateHash, verified
 
 log = logging.getLogger(__name__)
+AUDIT_PER_MINUTE = 20
 
 
 class ReplicaStore(Protocol):
@@ -82,6 +84,7 @@ class Replica:
         self._head_since_link = False
         self._confirmed: float | None = None
         self.refusals = 0
+        self._audited: collections.deque[float] = collections.deque()
         self.applied = 0
         self._thread: threading.Thread | None = None
 
@@ -234,9 +237,16 @@ class Replica:
                 self._confirmed = head.issued
 
     def _refuse(self, reason: str, subject: str | None) -> None:
+        """Audited, at most AUDIT_PER_MINUTE a minute: anyone who may publish on the broker can
+        send garbage, and the audit log must not become the way to fill the disk."""
         self.refusals += 1
         log.warning("refused a site record: %s", reason)
-        self.store.fleet_refused(reason, subject)
+        now = time.monotonic()
+        while self._audited and now - self._audited[0] > 60.0:
+            self._audited.popleft()
+        if len(self._audited) < AUDIT_PER_MINUTE:
+            self._audited.append(now)
+            self.store.fleet_refused(reason, subject)
 
     # -- decisions ------------------------------------------------------------------------
     def verdict(self) -> Verdict:

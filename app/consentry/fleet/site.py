@@ -9,6 +9,7 @@ cleared), ``head`` (re-issued every heartbeat), ``join/<door>`` (from doors), ``
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import threading
@@ -183,7 +184,8 @@ class Site:
         try:
             body = json.loads(raw[:4096])
             mac = body.pop("mac")
-            if body.get("site") != self.identity.site or mac != state_mac(self.identity.data_key, body):
+            if body.get("site") != self.identity.site or not hmac.compare_digest(
+                    str(mac), state_mac(self.identity.data_key, body)):
                 raise ValueError("bad MAC")
             report = DoorReport(str(body["door"]), int(body["seq"]), str(body["state"]), bool(body["granting"]),
                                 body.get("reason"), float(body["at"]))
