@@ -21,7 +21,9 @@ def _vault(args: argparse.Namespace, settings: Settings):
 
 
 def _model(settings: Settings) -> str:
-    return settings.vision.embedder + ("+flip" if settings.vision.flip else "")
+    from .vision.embedder import template_model
+
+    return template_model(settings.vision.embedder, settings.vision.flip)
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:

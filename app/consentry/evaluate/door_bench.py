@@ -78,6 +78,7 @@ def pipeline_comparison(settings: Settings, video: Path, limit: int | None = Non
     decisions about it (detect-ahead returns them one frame later, and that wait is counted)."""
     from ..camera.sources import OpenCVSource
     from ..decide.recognizer import Recognizer, visit_options
+    from ..vision.embedder import template_model
     from ..vision.factory import tracker_from_settings
     from .frames_bench import Clock
 
@@ -90,8 +91,7 @@ def pipeline_comparison(settings: Settings, video: Path, limit: int | None = Non
         for mode in ("serial", "detect-ahead"):
             tracking = settings.tracking.model_copy(update={"pipeline": mode})
             mode_settings = settings.model_copy(update={"tracking": tracking})
-            gallery = synthetic_gallery(settings.vision.embedder + ("+flip" if settings.vision.flip else ""),
-                                        gallery_size)
+            gallery = synthetic_gallery(template_model(settings.vision.embedder, settings.vision.flip), gallery_size)
             with Recognizer(tracker_from_settings(mode_settings), gallery, visit_options(settings)) as recognizer:
                 out[mode] = {"saturated_fps": _saturated(recognizer, clip, fps),
                              "arrival_to_decision_ms": stats(_paced(recognizer, clip, fps, mode))}
@@ -105,7 +105,7 @@ def pipeline_comparison(settings: Settings, video: Path, limit: int | None = Non
 def _saturated(recognizer, clip: list[np.ndarray], fps: float) -> float:
     start = time.perf_counter()
     for i, frame in enumerate(clip):
-        recognizer.step(frame.copy(), now=i / fps)
+        recognizer.step(frame, now=i / fps)  # the tracker only reads it (detect-ahead copies it)
         recognizer.tracker.release()
     recognizer.wipe_visits()
     return round(len(clip) / (time.perf_counter() - start), 2)
@@ -120,7 +120,7 @@ def _paced(recognizer, clip: list[np.ndarray], fps: float, mode: str) -> list[fl
         arrival = start + i / fps
         time.sleep(max(0.0, arrival - time.perf_counter()))
         arrivals.append(arrival)
-        recognizer.step(frame.copy(), now=i / fps)
+        recognizer.step(frame, now=i / fps)
         recognizer.tracker.release()
         done = time.perf_counter()
         decided = i if mode == "serial" else i - 1

@@ -11,6 +11,11 @@ from .types import Embedding
 EMBEDDING_DIM = 128
 
 
+def template_model(embedder: str, flip: bool) -> str:
+    """The model name templates carry (they are compared only with the same name's)."""
+    return embedder + ("+flip" if flip else "")
+
+
 class FaceEmbedder:
     """Map an aligned 150x150 RGB uint8 chip to a 128-D descriptor.
 
@@ -32,7 +37,7 @@ class FaceEmbedder:
             raise ValueError(f"{model.entry.name} uint8 input must have scale 1 and zero point 0")
         self._input = np.zeros(spec.shape, dtype=spec.dtype)
         self.flip = flip
-        self.name = model.entry.name + ("+flip" if flip else "")
+        self.name = template_model(model.entry.name, flip)
         self._mirror_out = np.zeros(EMBEDDING_DIM, np.float32)
         self._scrub_out = np.zeros(EMBEDDING_DIM, np.float32)
         self._dirty = False

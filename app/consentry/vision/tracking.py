@@ -186,6 +186,8 @@ class AheadTracker(FaceTracker):
     def process(self, image: np.ndarray) -> list[Observation]:
         copy = self._copies[self._turn]
         if copy is None or copy.shape != image.shape or copy.dtype != image.dtype:
+            if copy is not None:
+                copy.fill(0)  # a camera that changed size: the old copy is zeroed before it goes
             copy = self._copies[self._turn] = np.empty_like(image)
         self._turn ^= 1
         np.copyto(copy, image)
@@ -203,11 +205,11 @@ class AheadTracker(FaceTracker):
             self.observed_frame = None
 
     def close(self) -> None:
-        if self._in_flight is not None:
-            self._in_flight[0].result()
-        self._pool.shutdown(wait=True)
-        for copy in self._copies:
-            if copy is not None:
-                copy.fill(0)
-        self.observed_frame = None
-        super().close()
+        try:
+            self._pool.shutdown(wait=True)  # the frame in flight is finished (or failed) first
+        finally:
+            for copy in self._copies:
+                if copy is not None:
+                    copy.fill(0)
+            self.observed_frame = self._in_flight = None
+            super().close()
