@@ -9,7 +9,7 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
-from consentry.bus.commands import CommandGate, request_id_of, signature
+from consentry.bus.commands import SUBJECT_ID, CommandGate, request_id_of, signature
 from consentry.bus.fake import RecordingBus
 from consentry.bus.mqtt import MqttBus, parse_request
 from consentry.camera.fake import FakeCamera
@@ -70,6 +70,24 @@ def test_a_request_id_that_is_not_a_string_id_is_never_echoed(request_id):
     assert request_id_of({"request_id": request_id}) is None
 
 
+def test_a_revoke_result_echoes_no_subject_that_failed_validation(home, astronaut, secret_file):  # noqa: F811
+    path, sid = home
+    s = app_settings(profile="door", mqtt={"command_secret_file": str(secret_file)})
+    app = appliance(s, path, FakeCamera(panned(astronaut), fps=30), bus=RecordingBus())
+    app.start()
+    try:
+        for request_id, subject in (("r1", "<script>alert(1)</script>"), ("r2", "s-" + "0" * 15), ("r3", SUBJECT)):
+            app._revoke_command({"request_id": request_id, "subject": subject, "ts": int(time.time()),
+                                 "hmac": "0" * 64})
+        results = {r["request_id"]: r for r in app.bus.of("cmd/revoke/result")}
+        assert results["r1"]["subject"] is None and results["r1"]["error"] == "bad subject"
+        assert results["r2"]["subject"] is None and results["r2"]["error"] == "bad subject"
+        assert results["r3"]["subject"] == SUBJECT and results["r3"]["error"] == "bad signature"
+        assert app.vault.exists(sid)
+    finally:
+        app.stop()
+
+
 def test_a_good_command_passes_once_and_its_replay_is_refused_after_a_restart(tmp_path, secret_file):
     store = tmp_path / "home"
     keyfile = KeyFile(store / "master.key")
@@ -124,6 +142,8 @@ def _fuzz(home,  # noqa: F811 - the fixture's value
         assert app.vault.exists(sid), "no unsigned message revoked anyone"
         for result in app.bus.of("cmd/revoke/result") + app.bus.of("checkout/response"):
             assert result["request_id"] is None or isinstance(result["request_id"], str)
+        for result in app.bus.of("cmd/revoke/result"):
+            assert result["subject"] is None or SUBJECT_ID.fullmatch(result["subject"]), "an invalid id was echoed"
     finally:
         app.stop()
 

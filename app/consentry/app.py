@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 
 from .bus import messages
-from .bus.commands import CommandGate, request_id_of
+from .bus.commands import CommandGate, request_id_of, subject_of
 from .camera import FrameSource, open_source
 from .camera.supervisor import SupervisedSource
 from .config import Settings
@@ -453,8 +453,7 @@ class Appliance:
     def _revoke_command(self, payload: dict) -> None:
         gate = CommandGate(self.settings.mqtt.command_secret_file, self.vault)
         command, error = gate.check(payload)
-        subject = payload.get("subject") if isinstance(payload.get("subject"), str) else None
-        result = {"request_id": request_id_of(payload), "subject": (subject or "")[:40] or None, "ok": False}
+        result = {"request_id": request_id_of(payload), "subject": subject_of(payload), "ok": False}
         if command is not None:
             try:
                 receipt = self.vault.revoke(command.subject, reason="remote command")

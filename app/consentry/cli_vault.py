@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import Settings
-from .errors import ConfigError
+from .errors import ConfigError, TemplateIntegrityError
 
 
 def _vault(args: argparse.Namespace, settings: Settings, *, create: bool = False):
@@ -110,6 +110,12 @@ def cmd_identify(args: argparse.Namespace, settings: Settings) -> int:
 
     with _vault(args, settings) as vault, pipeline_from_config(settings.vision, settings.quality) as pipeline:
         loaded = gallery_from_vault(vault, pipeline.embedder.name, policy_from_config(settings.match))
+        if loaded.damaged:  # "unknown" from a gallery missing a tampered row would be a silent lie
+            loaded.gallery.close()
+            raise TemplateIntegrityError(
+                f"integrity error: {len(loaded.damaged)} template(s) in {vault.path} fail authentication "
+                "(tampered, or moved to another subject's row); nothing was identified. Run `consentry doctor`, "
+                "then revoke the damaged subjects or restore the store from a backup")
         try:
             faces = identify_image(pipeline, loaded.gallery, Path(args.image), debug=args.debug)
         finally:

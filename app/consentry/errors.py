@@ -69,6 +69,11 @@ class TemplateIntegrityError(VaultError):
     """A stored blob failed authentication: tampered, corrupted, or copied from another row."""
 
 
+class AuditChainBroken(VaultError):
+    """The audit log does not end at its recorded head (its tail was cut, or the head or the last
+    entry was edited): nothing more is appended to it, so the break cannot be papered over."""
+
+
 class ConsentMissing(ConsentryError, PermissionError):
     """Enrolment without a complete consent record is refused."""
 

@@ -317,4 +317,7 @@ def gallery_from_vault(vault, model: str, policy: MatchPolicy, purpose: str | No
     finally:
         templates.wipe()
     vault.on_revoke(gallery.remove)
+    if templates.damaged:
+        log.error("integrity error: %d template(s) fail authentication (tampered, or moved to another subject's "
+                  "row) and were left out of the gallery; run `consentry doctor`", len(templates.damaged))
     return LoadedGallery(gallery, templates.damaged, templates.other_models)

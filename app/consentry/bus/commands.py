@@ -38,6 +38,13 @@ def request_id_of(payload: dict) -> str | None:
     return value if isinstance(value, str) and REQUEST_ID.fullmatch(value) else None
 
 
+def subject_of(payload: dict) -> str | None:
+    """The payload's ``subject`` when it is a pseudonymous id (``s-`` and 16 hex digits), else
+    None: a result echoes nothing that failed validation."""
+    value = payload.get("subject")
+    return value if isinstance(value, str) and SUBJECT_ID.fullmatch(value) else None
+
+
 class ReplayStore(Protocol):
     def remember_command(self, request_id: str, now: float, max_age: float) -> bool:
         """Record ``request_id``; False when it was already seen within ``max_age`` seconds."""
@@ -81,10 +88,10 @@ class CommandGate:
     def check(self, payload: dict) -> tuple[RevokeCommand | None, str | None]:
         if self.secret_file is None or self.seen is None:
             return None, "commands are disabled on this device"
-        request_id, subject = request_id_of(payload), payload.get("subject")
+        request_id, subject = request_id_of(payload), subject_of(payload)
         if request_id is None:
             return None, "bad request id"
-        if not isinstance(subject, str) or not SUBJECT_ID.fullmatch(subject):
+        if subject is None:
             return None, "bad subject"
         ts = _timestamp(payload.get("ts"))
         if ts is None:

@@ -155,6 +155,7 @@ class Doctor:
                 integrity = vault.integrity_check()
                 audit = vault.verify_audit()
                 subjects = len(vault.subjects())
+                damaged = vault.damaged()
                 site = site_of(vault)
         except ConsentryError as exc:
             return Check("vault", "fail", str(exc), "`consentry keys init` creates the store; a damaged one is "
@@ -162,6 +163,10 @@ class Doctor:
         if integrity != "ok" or not audit.ok:
             return Check("vault", "fail", f"integrity {integrity}; audit chain {'ok' if audit.ok else 'broken'}",
                          "`consentry audit verify` names the damage; restore from backup")
+        if damaged:
+            return Check("vault", "fail", f"integrity error: {len(damaged)} subject row(s) or template(s) fail "
+                         f"authentication: {', '.join(damaged[:10])}", "revoke the damaged subjects (`consentry "
+                         "revoke ID`) and re-enrol them, or restore the store from backup")
         if site.endswith("waiting for approval"):
             return Check("vault", "warn", f"{subjects} subject(s); {site}", "approve this door on the kiosk's staff "
                          "page with the code `consentry fleet join` shows")

@@ -542,6 +542,19 @@ class Vault(FleetRows):
         problem = "subjects were added or removed outside Consentry: the subject rows do not match the roster"
         return AuditReport(False, report.entries, report.head, [*report.problems, problem])
 
+    def damaged(self) -> list[str]:
+        """Subjects whose row fails its MAC and templates that fail authentication (moved to
+        another row, flipped): a full pass that decrypts every template once, for doctor."""
+        with self._lock:
+            rows = self._conn.execute("SELECT id, row_mac FROM subjects ORDER BY id").fetchall()
+            models = [r[0] for r in self._conn.execute("SELECT DISTINCT model FROM templates ORDER BY model")]
+        found = {sid for sid, mac in rows if not self._signer.intact(sid, mac)}
+        for model in models:
+            loaded = self.load_templates(model)
+            loaded.wipe()
+            found.update(loaded.damaged)
+        return sorted(found)
+
     def integrity_check(self) -> str:
         with self._lock:
             return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
