@@ -145,13 +145,18 @@ def door(value: float, clock=None):
     return policy, bus, judge.scorer
 
 
-FRAME = np.zeros((100, 100, 3), np.uint8)
+NOISE = np.random.default_rng(0)
+
+
+def frame() -> np.ndarray:
+    """A sensor's frame: never the same pixels twice (identical frames are a frozen source)."""
+    return NOISE.integers(0, 256, (100, 100, 3), dtype=np.uint8)
 
 
 def test_a_stranger_is_never_scored_and_carries_no_liveness_figure():
     policy, bus, scorer = door(0.99)
     for _ in range(5):
-        policy.handle([result(7, "unknown")], 10.0, FRAME)
+        policy.handle([result(7, "unknown")], 10.0, frame())
     assert scorer.calls == 0 and policy.liveness.judge.tracks == 0
     events = bus.of("event/access")
     assert [(e["decision"], e["subject"], e["liveness"], e["reason"]) for e in events] == \
@@ -163,7 +168,7 @@ def test_a_stranger_is_never_scored_and_carries_no_liveness_figure():
 def test_a_live_match_waits_for_its_frames_then_opens():
     policy, bus, scorer = door(0.95)
     for _ in range(3):
-        policy.handle([result(1, "match", "s-a")], 10.0, FRAME)
+        policy.handle([result(1, "match", "s-a")], 10.0, frame())
     assert scorer.calls == 3 and policy.door.pulses == 1
     (event,) = bus.of("event/access")
     assert (event["decision"], event["liveness"], event["reason"]) == ("granted", "passed", None)
@@ -174,19 +179,29 @@ def test_a_spoof_is_denied_and_repeated_failures_lock_the_subject_out():
     policy, bus, scorer = door(0.1, clock=lambda: now[0])
     for track in (1, 2):  # two attempts (two tracks) by the same subject
         for _ in range(3):
-            policy.handle([result(track, "match", "s-a")], 10.0, FRAME)
-        policy.handle([], 10.0, FRAME)  # the track leaves
+            policy.handle([result(track, "match", "s-a")], 10.0, frame())
+        policy.handle([], 10.0, frame())  # the track leaves
     events = bus.of("event/access")
     assert [(e["decision"], e["liveness"], e["reason"]) for e in events] == \
         [("denied", "failed", "passive_spoof")] * 2
     (alarm,) = bus.of("event/presentation_attack")
     assert alarm["subject"] == "s-a" and alarm["failures"] == 2 and alarm["lockout_seconds"] == 60.0
     calls = scorer.calls
-    policy.handle([result(3, "match", "s-a")], 10.0, FRAME)  # locked out: not even scored
+    policy.handle([result(3, "match", "s-a")], 10.0, frame())  # locked out: not even scored
     assert scorer.calls == calls and bus.of("event/access")[-1]["reason"] == "locked_out"
     assert policy.door.pulses == 0
     now[0] = 61.0  # the lockout ends
     assert not policy.liveness.lockout.locked("s-a")
+
+
+def test_identical_frames_are_a_frozen_source_and_never_open():
+    policy, bus, scorer = door(0.99)
+    still = frame()
+    for _ in range(6):
+        policy.handle([result(1, "match", "s-a")], 10.0, still.copy())  # a still fed as a stream
+    assert policy.door.pulses == 0
+    assert {(e["decision"], e["liveness"], e["reason"]) for e in bus.of("event/access")} == \
+        {("denied", "failed", "frozen_source")}
 
 
 def test_lockout_counts_failures_within_the_window_only():

@@ -15,6 +15,9 @@ Three cues, each able to decide on its own (they are never averaged into one sco
   against the cheeks). When the points have deformed well beyond a similarity (the face
   turned or tilted) and one homography still explains them to within ``planar_residual`` of
   the eye distance, the face fails (``planar_motion``). Without such motion it abstains.
+- frozen source: when, in every pair of consecutive scored frames, less than ``frozen_change``
+  of the face box's pixels changed at all, the frames are a still injected as a stream or a
+  source that froze (``decide/frozen.py``): the face fails (``frozen_source``).
 
 Per-track state (scores, a few mesh snapshots) is zeroed when the verdict is reached or the
 track ends. Repeated failures for one subject raise a presentation-attack alarm and a lockout.
@@ -34,6 +37,7 @@ import numpy as np
 from ..bus import messages
 from .challenge import Challenge, ChallengeOptions, new_challenge
 from .frame_edge import framed
+from .frozen import changed_share, face_grey
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,7 @@ class LivenessOptions:
     frame_edge: int = 2
     planar_motion: float = 0.04
     planar_residual: float = 0.01
+    frozen_change: float = 0.01
     max_failures: int = 3
     failure_window_s: float = 300.0
     lockout_s: float = 120.0
@@ -92,6 +97,10 @@ class _TrackCues:
     planar: bool = False
     framed: int = 0
     challenge: Challenge | None = None
+    before: np.ndarray | None = None  # grey face box of the previous scored frame
+    before_box: tuple = ()
+    pairs: int = 0
+    changed: bool = False
 
     def wipe(self) -> None:
         self.scores.clear()
@@ -101,6 +110,9 @@ class _TrackCues:
         if self.first is not None:
             self.first.fill(0)
             self.first = None
+        if self.before is not None:
+            self.before.fill(0)
+            self.before = None
 
 
 def planar_fit(first: np.ndarray, now: np.ndarray) -> tuple[float, float]:
@@ -157,10 +169,22 @@ class LivenessJudge:
             cues.framed += framed(frame, box)
             if cues.framed >= self.options.frame_edge:
                 return self._final(track_id, LivenessVerdict("failed", "picture_edge"))
+        self._compare(cues, frame, box)
         cues.scores.append(float(self.scorer(frame, box)))
         if len(cues.scores) < self.options.frames:
             return LivenessVerdict("pending")
+        if cues.pairs and not cues.changed:
+            return self._final(track_id, LivenessVerdict("failed", "frozen_source"))
         return self._passive(track_id, cues, float(np.mean(cues.scores)))
+
+    def _compare(self, cues: _TrackCues, frame: np.ndarray, box: tuple) -> None:
+        """Did the face box change since the previous scored frame? Then keep this one's."""
+        if cues.before is not None:
+            cues.pairs += 1
+            cues.changed = cues.changed or changed_share(cues.before, frame, cues.before_box) >= \
+                self.options.frozen_change
+            cues.before.fill(0)
+        cues.before, cues.before_box = face_grey(frame, box), tuple(box[:4])
 
     def _passive(self, track_id: int, cues: _TrackCues, mean: float) -> LivenessVerdict:
         """The passive verdict: clear pass, clear fail, or (unclear, or challenge mode) a challenge."""
