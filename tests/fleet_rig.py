@@ -82,6 +82,12 @@ class Site:
         self.service = FleetService(self.vault, mqtt or mqtt_for(port, "kiosk"), FAST, model=MODEL).start()
         assert self.service.link.wait_connected(10)
 
+    @property
+    def fingerprint(self) -> str:
+        from consentry.fleet.records import fingerprint
+
+        return fingerprint(self.identity.public)
+
     def enrol(self, seed: int, purposes: tuple[str, ...] = ("door",)) -> str:
         return self.vault.enroll(NAME, consent(purposes), vectors(seed), MODEL)
 
@@ -93,7 +99,7 @@ class Site:
 
         def run() -> None:
             try:
-                join(vault, mqtt, site=None, label=name, timeout=30,
+                join(vault, mqtt, site=None, site_key=self.fingerprint, label=name, timeout=30,
                      out=lambda text: None)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
                 errors.append(exc)

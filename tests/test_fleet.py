@@ -433,3 +433,106 @@ def test_a_flood_of_garbage_records_is_refused_but_audited_only_so_often():
     from consentry.fleet.replica import AUDIT_PER_MINUTE
 
     assert replica.refusals == 500 and len(store.refused) == AUDIT_PER_MINUTE and not store.versions
+
+
+# -- issue 23: poison, stale heads, floods -------------------------------------------------------
+def _enrolled(kiosk, subject: str, seed: int):
+    from consentry.fleet.records import Payload
+
+    from tests.fleet_rig import consent
+
+    return kiosk.enrol(subject, Payload(consent(), MODEL, np.stack(vectors(seed))), "d")
+
+
+def _poison(depth: int) -> bytes:
+    """Passes json.loads; its canonical form (json.dumps) exceeds the recursion limit."""
+    return b'{"v": 1, "sig": "AAAA", "x": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize("depth", [900, 990, 5000])
+def test_a_nested_record_is_refused_alone_and_the_good_ones_in_its_batch_apply(depth):
+    clock = Clock()
+    kiosk, replica, store, sent = _direct_site(clock)
+    prefix = f"consentry/site/{kiosk.identity.site}"
+    _enrolled(kiosk, "s-00000000000000e1", 1)
+    batch = [(f"{prefix}/subject/s-00000000000000ff", _poison(depth)),
+             (f"{prefix}/revoked/s-00000000000000fe", _poison(depth)),
+             (f"{prefix}/head", _poison(depth)), *sent]
+    replica.process(batch)  # raises nothing: one bad record never fails the batch
+    assert "s-00000000000000e1" in store.versions and replica.verdict().granting
+    assert any("nested" in r for r in store.refused)
+
+
+def test_a_newer_head_the_door_cannot_reach_stops_grants_at_once_and_survives_a_restart():
+    clock = Clock()
+    kiosk, replica, store, sent = _direct_site(clock)
+    _enrolled(kiosk, "s-00000000000000e2", 2)
+    old = list(sent)
+    replica.process(sent)
+    sent.clear()
+    assert replica.verdict().granting
+    clock.now += 5
+    kiosk.revoke("s-00000000000000e2")
+    newer_head = [(t, p) for t, p in sent if t.endswith("/head")]
+    replica.process(newer_head)  # the tombstone withheld (a hostile broker), the newer head not
+    assert replica.verdict().reason == "fleet_syncing", "a contradicting newer head must stop grants"
+    # a restart: the old retained head replayed with the old record, no tombstone
+    again = Replica(replica.identity, store, max_staleness=120, max_skew=30, clock=clock)
+    again.on_link(True)
+    again.process(old)
+    assert not again.verdict().granting and "seen before" in store.refused[-1]
+    again.process(sent)  # the tombstone arrives: in step again, and the subject is gone
+    assert again.verdict().granting and store.versions["s-00000000000000e2"][1] == "revoke"
+
+
+def test_the_highest_head_is_kept_sealed_in_the_door_vault(tmp_path):
+    from tests.fleet_rig import open_vault
+
+    with open_vault(tmp_path, "door") as vault:
+        assert vault.fleet_head_seq() == 0
+        vault.fleet_note_head(41)
+    with open_vault(tmp_path, "door") as vault:
+        assert vault.fleet_head_seq() == 41
+
+
+def test_an_oversized_message_is_dropped_unread_and_nothing_unbounded_is_queued():
+    from consentry.fleet import records
+    from consentry.fleet.replica import MAX_QUEUED
+
+    clock = Clock()
+    kiosk, replica, store, sent = _direct_site(clock)
+    prefix = f"consentry/site/{kiosk.identity.site}"
+    _enrolled(kiosk, "s-00000000000000e3", 3)
+    biggest = max(len(p) for _, p in sent)
+    assert biggest < records.MAX_RECORD_BYTES < 20_000
+    for i in range(50):
+        replica.offer(f"{prefix}/subject/s-{i:016x}", b"x" * 246_000)
+    replica.offer(f"{prefix}/head", b"{" + b" " * 5000 + b"}")
+    assert replica._inbox.qsize() == 0 and replica.dropped == 51 and replica.refusals == 51
+    assert replica._inbox.maxsize == MAX_QUEUED
+    with pytest.raises(RecordRefused):  # the kiosk never issues what a door would drop
+        records.Payload(ids_consent(), MODEL, np.zeros((records.MAX_TEMPLATES + 1, 128), np.float32)).seal(
+            kiosk.identity.data_key, "aad")
+
+
+def ids_consent():
+    from tests.fleet_rig import consent
+
+    return consent()
+
+
+def test_a_record_flood_writes_a_bounded_number_of_log_lines(caplog):
+    import logging
+
+    from consentry.fleet.replica import LOG_PER_MINUTE
+
+    clock = Clock()
+    kiosk, replica, store, sent = _direct_site(clock)
+    prefix = f"consentry/site/{kiosk.identity.site}"
+    with caplog.at_level(logging.WARNING, logger="consentry.fleet"):
+        replica.process([(f"{prefix}/subject/s-{i:016x}", b'{"v": 1, "sig": "AAAA"}') for i in range(2000)])
+        for i in range(500):
+            kiosk.on_message(f"{prefix}/join/d-{i}", _poison(990))
+            kiosk.on_message(f"{prefix}/doors/d-{i}/state", _poison(990))
+    assert replica.refusals == 2000
+    assert len(caplog.records) <= LOG_PER_MINUTE + 20 and not any(r.exc_info for r in caplog.records)

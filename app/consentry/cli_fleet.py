@@ -33,7 +33,8 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     with _vault(args, settings) as vault:
         site = init_site(vault, args.label)
     print(f"site {site.site} ({site.label}) created on this kiosk; signing key {fingerprint(site.public)}")
-    print("run the appliance here (`consentry run`), then `consentry fleet join` on each door")
+    print("run the appliance here (`consentry run`), then on each door "
+          f"`consentry fleet join --site-key {fingerprint(site.public)}` (the staff page shows it too)")
     return 0
 
 
@@ -41,8 +42,8 @@ def cmd_join(args: argparse.Namespace, settings: Settings) -> int:
     from .fleet.join import join
 
     with _vault(args, settings) as vault:
-        join(vault, settings.mqtt, site=args.site, label=args.label or settings.mqtt.device_id,
-             timeout=args.timeout)
+        join(vault, settings.mqtt, site=args.site, site_key=args.site_key,
+             label=args.label or settings.mqtt.device_id, timeout=args.timeout)
     return 0
 
 
@@ -133,6 +134,8 @@ def add_commands(sub: argparse._SubParsersAction, wrap: Callable) -> None:
     sp = add("init", cmd_init, "make this enrolment kiosk the site's identity (signing key, data key)")
     sp.add_argument("--label", default="site", help="a name for the site, shown to doors joining it")
     sp = add("join", cmd_join, "ask to join the site on the configured broker; waits for staff approval")
+    sp.add_argument("--site-key", required=True, metavar="FINGERPRINT",
+                    help="the site signing key's fingerprint, read on the kiosk (staff page or `fleet init`)")
     sp.add_argument("--site", help="the site id (needed when more than one site announces itself)")
     sp.add_argument("--label", help="a name for this door on the staff page (default: mqtt.device_id)")
     sp.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for approval")

@@ -67,6 +67,7 @@ class MemoryDoor:
         self.versions: dict[str, tuple[int, str, str]] = dict(versions or {})
         self.arrived: dict[tuple[str, str], float] = {}
         self.refused: list[str] = []
+        self.head_seq = 0
         self.changed = threading.Condition()
 
     def fleet_versions(self) -> dict[str, tuple[int, str, str]]:
@@ -86,6 +87,12 @@ class MemoryDoor:
 
     def fleet_refused(self, reason: str, subject: str | None) -> None:
         self.refused.append(reason)
+
+    def fleet_head_seq(self) -> int:
+        return self.head_seq
+
+    def fleet_note_head(self, seq: int) -> None:
+        self.head_seq = seq
 
 
 def _wait(predicate: Callable[[], bool], timeout: float) -> bool:

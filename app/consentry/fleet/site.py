@@ -10,7 +10,6 @@ cleared), ``head`` (re-issued every heartbeat), ``join/<door>`` (from doors), ``
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import threading
 import time
@@ -21,7 +20,20 @@ from typing import Protocol
 from ..bus.site_link import site_prefix
 from ..errors import ConsentryError
 from .identity import SiteIdentity, door_id, join_code, same_code
-from .records import VERSION, Head, Payload, Record, RecordRefused, StateHash, b64, sign, unb64
+from .records import (
+    MAX_SMALL_BYTES,
+    VERSION,
+    Budget,
+    Head,
+    Payload,
+    Record,
+    RecordRefused,
+    StateHash,
+    b64,
+    flat,
+    sign,
+    unb64,
+)
 from .replica import state_mac
 
 log = logging.getLogger(__name__)
@@ -88,6 +100,7 @@ class Site:
         self._versions = {s: (seq, kind) for s, (seq, kind, _) in versions.items()}
         self._seq = log_.fleet_max_seq()
         self.reports: dict[str, DoorReport] = {}
+        self._logs = Budget(20)  # anyone on the broker may send join requests and reports
 
     @property
     def topics(self) -> list[str]:
@@ -164,11 +177,11 @@ class Site:
 
     def _join_request(self, raw: bytes) -> None:
         try:
-            body = json.loads(raw[:4096])
+            body = flat(raw, "join request", MAX_SMALL_BYTES)
             public = unb64(body.get("public_key"), "door key")
             label = str(body.get("label", ""))[:64]
-        except (ValueError, RecordRefused, AttributeError):
-            log.warning("ignored a malformed join request")
+        except RecordRefused as exc:
+            self._ignored(f"a malformed join request: {exc}")
             return
         if len(public) != 32:
             return
@@ -182,7 +195,7 @@ class Site:
 
     def _door_report(self, raw: bytes) -> None:
         try:
-            body = json.loads(raw[:4096])
+            body = flat(raw, "door report", MAX_SMALL_BYTES)
             mac = body.pop("mac")
             if body.get("site") != self.identity.site or not hmac.compare_digest(
                     str(mac), state_mac(self.identity.data_key, body)):
@@ -190,10 +203,14 @@ class Site:
             report = DoorReport(str(body["door"]), int(body["seq"]), str(body["state"]), bool(body["granting"]),
                                 body.get("reason"), float(body["at"]))
         except (ValueError, KeyError, TypeError, AttributeError):
-            log.warning("ignored a door report that fails its MAC or is malformed")
+            self._ignored("a door report that fails its MAC or is malformed")
             return
         with self._lock:
             self.reports[report.door] = report
+
+    def _ignored(self, what: str) -> None:
+        if self._logs.take():
+            log.warning("ignored %s%s", what, self._logs.note())
 
     def approve(self, door: str, typed_code: str) -> None:
         """Approve a pending door by the code it shows; publishes its sealed grant."""
