@@ -536,3 +536,91 @@ def test_a_record_flood_writes_a_bounded_number_of_log_lines(caplog):
             kiosk.on_message(f"{prefix}/doors/d-{i}/state", _poison(990))
     assert replica.refusals == 2000
     assert len(caplog.records) <= LOG_PER_MINUTE + 20 and not any(r.exc_info for r in caplog.records)
+
+
+def test_removing_a_door_rotates_the_site_key_and_transform_and_the_removed_door_opens_nothing_after(
+        site, mosquitto):
+    keep = Door(site.join("keep"), mqtt_for(mosquitto.port, "keep"))
+    gone = Door(site.join("gone"), mqtt_for(mosquitto.port, "gone"))
+    try:
+        before = site.enrol(101)
+        assert wait(lambda: keep.grants(probe(101)) == before and gone.grants(probe(101)) == before, 5)
+        held = gone.vault.export_subject(before, MODEL).vectors.copy()  # what a thief takes with the door
+        old_transform = site.vault.transform.copy()
+        t0 = time.monotonic()
+        count = site.service.remove_door(gone.service.replica.identity.door)
+        assert count == 1 and not np.allclose(site.vault.transform, old_transform)
+        assert wait(lambda: keep.service.replica.identity.epoch == 2 and keep.grants(probe(101)) == before, REACH_S)
+        print(f"rotation reached the remaining door in {time.monotonic() - t0:.3f} s")
+        assert np.allclose(keep.vault.transform, site.vault.transform, atol=1e-5)
+        after = site.enrol(102)
+        assert wait(lambda: keep.grants(probe(102)) == after, REACH_S)
+        time.sleep(0.5)
+        assert gone.grants(probe(102)) is None and not gone.vault.exists(after)
+        assert gone.grants(probe(101)) is None  # contradicting newer heads: it stops granting at all
+        now = keep.vault.export_subject(before, MODEL).vectors
+        cos = float(np.max(held @ now.T) / (np.linalg.norm(held[0]) * np.linalg.norm(now[0])))
+        assert cos < 0.5, "the stolen door's templates still link to the site's"
+        kinds = [e["kind"] for e in site.vault.audit_entries()]
+        assert "door_removed" in kinds and site.vault.verify_audit().ok
+        assert [d.status for d in site.service.site.doors() if d.door == gone.service.replica.identity.door] == \
+            ["removed"]
+    finally:
+        keep.close()
+        gone.close()
+
+
+def test_join_requests_are_rate_limited_expire_and_staff_can_reject_them():
+    from consentry.fleet import site as site_mod
+
+    clock = Clock()
+    kiosk, replica, store, sent = _direct_site(clock)
+    prefix = f"consentry/site/{kiosk.identity.site}"
+
+    def ask(i: int) -> None:
+        public = ids.DoorIdentity.create("x", b"").public
+        kiosk.on_message(f"{prefix}/join/d-{i}", json.dumps(
+            {"v": 1, "door": "x", "public_key": base64.b64encode(public).decode(), "label": f"l{i}"}).encode())
+
+    for i in range(60):  # a squatter with one door's credentials
+        ask(i)
+    pending = [d for d in kiosk.doors() if d.status == "pending"]
+    assert len(pending) == site_mod.JOINS_PER_MINUTE
+    kiosk.reject(pending[0].door)
+    assert len([d for d in kiosk.doors() if d.status == "pending"]) == site_mod.JOINS_PER_MINUTE - 1
+    clock.now += site_mod.PENDING_TTL_S + 1
+    kiosk.expire_pending()
+    assert [d for d in kiosk.doors() if d.status == "pending"] == []
+    kiosk._joins = site_mod.Budget(site_mod.JOINS_PER_MINUTE, clock=lambda: clock.now)
+    ask(99)  # a real door asks later: it is listed
+    assert len([d for d in kiosk.doors() if d.status == "pending"]) == 1
+
+
+def test_a_door_whose_report_is_older_than_its_heartbeat_allows_is_not_reporting(site, mosquitto):
+    door = Door(site.join("door"), mqtt_for(mosquitto.port, "door"))
+    try:
+        assert wait(lambda: [d.reporting for d in site.service.site.doors()] == [True], 5)
+    finally:
+        door.close()
+    site.service.site.clock = lambda: time.time() + site.service.site.report_timeout + 1
+    assert [d.reporting for d in site.service.site.doors()] == [False]
+
+
+def test_cli_commands_beside_a_running_kiosk_do_not_take_its_connection(site, mosquitto, tmp_path):
+    import contextlib
+    import io
+
+    from consentry.cli import main
+
+    conf = tmp_path / "kiosk.toml"
+    conf.write_text(f'[mqtt]\nport = {mosquitto.port}\ndevice_id = "kiosk"\n'
+                    f'[vault]\nkey_file = "{tmp_path / "kiosk" / "master.key"}"\n')
+    drops = []
+    site.service.link.on_link = lambda up: drops.append(up)
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert main(["--config", str(conf), "--home", str(tmp_path / "kiosk" / "home"), "fleet", "doors", "--json",
+                     "--wait", "0.3"]) == 0
+    assert json.loads(buffer.getvalue())["site_key"] == site.fingerprint
+    time.sleep(0.5)
+    assert False not in drops and site.service.link.connected.is_set()

@@ -216,9 +216,8 @@ def test_hostile_broker_an_impostor_announcement_never_completes_a_join(open_sit
     from consentry.fleet.join import join
     from consentry.fleet.records import VERSION, b64, sign
 
-    from tests.fleet_rig import mqtt_for, open_vault, wait
-
     from tests.broker import Recorder
+    from tests.fleet_rig import mqtt_for, open_vault, wait
 
     site, broker = open_site
     seen = Recorder(broker.port, "consentry/sites/#")

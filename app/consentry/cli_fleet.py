@@ -1,4 +1,4 @@
-"""Site commands of the `consentry` CLI: `fleet init|join|approve|doors|serve|simulate`."""
+"""Site commands of the `consentry` CLI: `fleet init|join|approve|reject|remove|doors|serve|simulate`."""
 
 from __future__ import annotations
 
@@ -48,10 +48,14 @@ def cmd_join(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _with_service(args: argparse.Namespace, settings: Settings, body: Callable) -> int:
+    import secrets
+
     from .fleet.service import FleetService
 
+    # `serve` is the device's own link; every other command runs beside it with an id of its own
+    tag = "" if getattr(args, "fleet_command", "") == "serve" else f"-cli-{secrets.token_hex(4)}"
     with _vault(args, settings) as vault:
-        service = FleetService(vault, settings.mqtt, settings.fleet, model=_model(settings)).start()
+        service = FleetService(vault, settings.mqtt, settings.fleet, model=_model(settings), client_tag=tag).start()
         try:
             if not service.link.wait_connected(10):
                 raise ConsentryError(f"no MQTT broker at {settings.mqtt.host}:{settings.mqtt.port}")
@@ -75,23 +79,53 @@ def cmd_approve(args: argparse.Namespace, settings: Settings) -> int:
     return _with_service(args, settings, approve)
 
 
+def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
+    def remove(service) -> int:
+        count = service.remove_door(args.door)
+        time.sleep(0.5)
+        print(f"door {args.door} removed: the site key rotated, {count} subject(s) re-sealed for the remaining doors")
+        return 0
+
+    return _with_service(args, settings, remove)
+
+
+def cmd_reject(args: argparse.Namespace, settings: Settings) -> int:
+    def reject(service) -> int:
+        if service.site is None:
+            raise ConsentryError("only the site's enrolment kiosk rejects join requests")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and args.door not in {d.door for d in service.site.doors()}:
+            time.sleep(0.1)
+        service.site.reject(args.door)
+        print(f"join request of {args.door} rejected")
+        return 0
+
+    return _with_service(args, settings, reject)
+
+
 def cmd_doors(args: argparse.Namespace, settings: Settings) -> int:
+    from .fleet.records import fingerprint
+
     def listing(service) -> int:
         if service.site is None:
             print(service.status())
             return 0
         time.sleep(args.wait)  # retained door reports arrive after connecting
         doors = [{"door": d.door, "label": d.label, "status": d.status, "code": d.code if d.status == "pending"
-                  else None, "behind": d.behind, "granting": d.report.granting if d.report else None,
+                  else None, "behind": d.behind, "reporting": d.reporting,
+                  "granting": d.report.granting if d.report else None,
                   "reason": d.report.reason if d.report else None, "reported_at": d.report.at if d.report else None}
                  for d in service.site.doors()]
         head = service.site.head()
+        key = fingerprint(service.site.identity.public)
         if args.json:
-            print(json.dumps({"site": service.name, "seq": head.seq, "subjects": head.count, "doors": doors}))
+            print(json.dumps({"site": service.name, "site_key": key, "seq": head.seq, "subjects": head.count,
+                              "doors": doors}))
         else:
-            print(f"site {service.name}: record {head.seq}, {head.count} subject(s)")
+            print(f"site {service.name}: record {head.seq}, {head.count} subject(s); signing key {key}")
             for d in doors:
-                state = f"code {d['code']}" if d["status"] == "pending" else ("BEHIND" if d["behind"] else "in step")
+                state = f"code {d['code']}" if d["status"] == "pending" else "" if d["status"] == "removed" else \
+                    "NOT REPORTING" if not d["reporting"] else ("BEHIND" if d["behind"] else "in step")
                 print(f"  {d['door']} {d['label']:<16} {d['status']:<9} {state}")
         return 0
 
@@ -142,6 +176,11 @@ def add_commands(sub: argparse._SubParsersAction, wrap: Callable) -> None:
     sp = add("approve", cmd_approve, "approve a door by the code it shows (the staff page does the same)")
     sp.add_argument("door")
     sp.add_argument("code")
+    sp = add("reject", cmd_reject, "refuse a pending join request")
+    sp.add_argument("door")
+    sp = add("remove", cmd_remove, "remove a door: rotate the site key and transform, re-seal every record for the "
+             "remaining doors (stop the kiosk appliance first, or use its staff page)")
+    sp.add_argument("door")
     sp = add("doors", cmd_doors, "the site's doors, and which are behind")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--wait", type=float, default=1.0, help="seconds to collect door reports")

@@ -31,6 +31,7 @@ from ..errors import ConsentryError
 from ..vault.replica import ReplicaSubject
 from .identity import DoorIdentity
 from .records import (
+    MAX_GRANT_BYTES,
     MAX_RECORD_BYTES,
     MAX_SMALL_BYTES,
     VERSION,
@@ -41,6 +42,7 @@ from .records import (
     RecordRefused,
     StateHash,
     flat,
+    unb64,
     verified,
 )
 
@@ -75,6 +77,7 @@ class Verdict:
 
 
 OnApplied = Callable[[list[ReplicaSubject], list[str]], None]
+OnRekey = Callable[[DoorIdentity, object], None]  # the new identity, the site's renewed transform
 
 
 def state_mac(data_key: bytes, fields: dict) -> str:
@@ -85,7 +88,8 @@ def state_mac(data_key: bytes, fields: dict) -> str:
 class Replica:
     def __init__(self, identity: DoorIdentity, store: ReplicaStore, *, max_staleness: float, max_skew: float,
                  clock: Callable[[], float] = time.time, on_applied: OnApplied | None = None,
-                 on_failure: Callable[[], None] | None = None, batch_delay: float = 0.02) -> None:
+                 on_failure: Callable[[], None] | None = None, batch_delay: float = 0.02,
+                 on_rekey: OnRekey | None = None) -> None:
         if identity.data_key is None:
             raise ConsentryError("this door has not been approved by its site yet (`consentry fleet join`)")
         self.identity = identity
@@ -95,6 +99,7 @@ class Replica:
         self.clock = clock
         self.on_applied = on_applied or (lambda added, removed: None)
         self.on_failure = on_failure or (lambda: None)
+        self.on_rekey = on_rekey or (lambda identity, transform: None)
         self.batch_delay = batch_delay
         self.prefix = site_prefix(identity.site)
         self._versions = {s: (seq, kind) for s, (seq, kind, _) in store.fleet_versions().items()}
@@ -113,15 +118,21 @@ class Replica:
         self._thread: threading.Thread | None = None
 
     @property
+    def _grant_topic(self) -> str:
+        return f"{self.prefix}/grant/{self.identity.door}"
+
+    @property
     def topics(self) -> list[str]:
         """In this order: the broker sends retained revocations before anything else."""
-        return [f"{self.prefix}/revoked/+", f"{self.prefix}/subject/+", f"{self.prefix}/head"]
+        return [f"{self.prefix}/grant/{self.identity.door}", f"{self.prefix}/revoked/+", f"{self.prefix}/subject/+",
+                f"{self.prefix}/head"]
 
     # -- from the link (paho's thread) ----------------------------------------------------
     def offer(self, topic: str, raw: bytes) -> None:
         """Oversized payloads are dropped unread; the rest wait for the applier (bounded: a
         full queue makes paho's thread wait, and one that stays full drops and stops grants)."""
-        limit = MAX_SMALL_BYTES if topic == f"{self.prefix}/head" else MAX_RECORD_BYTES
+        limit = MAX_SMALL_BYTES if topic == f"{self.prefix}/head" else \
+            MAX_GRANT_BYTES if topic == self._grant_topic else MAX_RECORD_BYTES
         if len(raw) > limit:
             self.dropped += 1
             self._refuse(f"a {len(raw)}-byte message on {topic[len(self.prefix) + 1:][:60]} is larger than "
@@ -179,12 +190,16 @@ class Replica:
                 self.on_failure()
 
     def process(self, batch: list[tuple[str, bytes]]) -> None:
-        """Check and apply a batch: revocations, then subjects, then heads."""
+        """Check and apply a batch: a new grant (the site's rotated key), revocations, then
+        subjects, then heads."""
         records: dict[str, tuple[Record, bytes]] = {}
         heads: list[bytes] = []
         for topic, raw in batch:
-            if not raw:
-                continue  # a retained topic being cleared
+            if raw and topic == self._grant_topic:
+                self._take_grant(raw)
+        for topic, raw in batch:
+            if not raw or topic == self._grant_topic:
+                continue  # a retained topic being cleared, or the grant, taken above
             if topic == f"{self.prefix}/head":
                 heads.append(raw)
                 continue
@@ -255,6 +270,25 @@ class Replica:
         finally:
             for s in subjects:
                 s.vectors.fill(0)
+
+    def _take_grant(self, raw: bytes) -> None:
+        """The site rotated its data key (a door was removed): a grant of a newer epoch,
+        signed by the site and sealed to this door, carries the new key and transform. The
+        retained grant this door already holds is the same epoch: a no-op."""
+        try:
+            body = verified(self.identity.verify_key, raw, "grant", MAX_GRANT_BYTES)
+            if body.get("door") != self.identity.door or body.get("site") != self.identity.site:
+                raise RecordRefused("grant for another door")
+            identity, transform = self.identity.open_grant(unb64(body.get("sealed"), "grant"))
+        except RecordRefused as exc:
+            self._refuse(str(exc), None)
+            return
+        if identity.epoch <= self.identity.epoch:
+            return
+        self.on_rekey(identity, transform)  # stored first: a restart resumes with the new key
+        with self._lock:
+            self.identity = identity
+        log.info("the site rotated its data key (epoch %d)", identity.epoch)
 
     def _take_head(self, raw: bytes) -> None:
         try:

@@ -55,6 +55,9 @@ class MemoryLog:
     def fleet_door(self, door: str, public_key: bytes, label: str, status: str) -> None:
         self.doors[door] = (public_key, label, status)
 
+    def fleet_forget_door(self, door: str, why: str) -> None:
+        self.doors.pop(door, None)
+
     def fleet_doors(self) -> list[tuple[str, bytes, str, str]]:
         return [(d, pub, label, status) for d, (pub, label, status) in sorted(self.doors.items())]
 

@@ -137,8 +137,14 @@ class FleetRows:
         with self._txn():
             self._conn.execute("INSERT OR REPLACE INTO fleet_doors(door, public_key, label, status, updated) "
                                "VALUES (?,?,?,?,?)", (door, public_key, label[:64], status, self._now()))
-            if status == "approved":
-                self.audit.append(self._now(), "door_approved", door=door)
+            if status in ("approved", "removed"):
+                self.audit.append(self._now(), f"door_{status}", door=door)
+
+    def fleet_forget_door(self, door: str, why: str) -> None:
+        """A join request rejected by staff or expired: the row goes (audited)."""
+        with self._txn():
+            self._conn.execute("DELETE FROM fleet_doors WHERE door=? AND status='pending'", (door,))
+            self.audit.append(self._now(), f"door_{why[:20]}", door=door)
 
     def fleet_doors(self) -> list[tuple[str, bytes, str, str]]:
         with self._lock:
