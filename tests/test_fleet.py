@@ -565,6 +565,11 @@ def test_removing_a_door_rotates_the_site_key_and_transform_and_the_removed_door
         assert "door_removed" in kinds and site.vault.verify_audit().ok
         assert [d.status for d in site.service.site.doors() if d.door == gone.service.replica.identity.door] == \
             ["removed"]
+        late = Door(site.join("late"), mqtt_for(mosquitto.port, "late"))  # joins after: opens the re-sealed
+        try:
+            assert wait(lambda: late.grants(probe(101)) == before and late.grants(probe(102)) == after, 5)
+        finally:
+            late.close()
     finally:
         keep.close()
         gone.close()

@@ -15,8 +15,6 @@ import threading
 import time
 from collections.abc import Callable
 
-import numpy as np
-
 from ..bus.site_link import SiteLink
 from ..config import FleetConfig, MqttConfig
 from ..errors import ConsentryError
@@ -45,11 +43,11 @@ def gallery_updater(galleries: list[tuple[object, str, bool]]) -> OnChange:
 
 
 def gallery_rekeyer(galleries: list[tuple[object, str, bool]]) -> Callable[[object], None]:
-    """The site renewed its transform (a door was removed): probes move with it at once; the
-    re-issued subjects that follow replace every template."""
+    """The site renewed its transform (a door was removed): the galleries' templates and
+    probes move with it, as the vault's stored templates do."""
     def rekey(transform) -> None:
         for gallery, _purpose, _opted_in_only in list(galleries):
-            gallery.transform = np.ascontiguousarray(transform, np.float32)
+            gallery.retransform(transform)
     return rekey
 
 
@@ -70,6 +68,7 @@ class FleetService:
         self._republish = threading.Event()
         self._changed = threading.Event()  # the kiosk's vault changed since its last sync
         self._changed.set()
+        self.on_rekey = on_rekey
         self.site: Site | None = None
         self.replica: Replica | None = None
         if isinstance(found, ids.SiteIdentity):
@@ -82,7 +81,6 @@ class FleetService:
         else:
             self.role = "door"
             self.on_change = on_change or (lambda added, removed: None)
-            self.on_rekey = on_rekey or (lambda transform: None)
             self.replica = Replica(found, vault, max_staleness=cfg.max_staleness_seconds,
                                    max_skew=cfg.max_skew_seconds, clock=clock, on_applied=self._applied,
                                    on_failure=lambda: self.link.resubscribe(), on_rekey=self._rekeyed)
@@ -118,7 +116,8 @@ class FleetService:
         retained grant again and finishes (adopting the same transform twice changes nothing)."""
         self.vault.adopt_transform(transform)
         self.vault.put_secret(ids.SECRET, identity.secret())
-        self.on_rekey(transform)
+        if self.on_rekey is not None:
+            self.on_rekey(transform)
 
     def _applied(self, added: list[ReplicaSubject], removed: list[str]) -> None:
         try:
@@ -170,7 +169,10 @@ class FleetService:
         """`consentry fleet remove` and the staff page: see site.remove_door."""
         if self.site is None:
             raise ConsentryError("only the site's enrolment kiosk removes doors")
-        return remove_door(self.site, self.vault, self.model, door)
+        count = remove_door(self.site, self.vault, self.model, door)
+        if self.on_rekey is not None:
+            self.on_rekey(self.vault.transform)  # the kiosk's own galleries move too
+        return count
 
     # -- what the appliance asks ----------------------------------------------------------
     def verdict(self) -> Verdict:

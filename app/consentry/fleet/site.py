@@ -306,12 +306,23 @@ class Site:
             self._versions = {s: (seq, kind) for s, (seq, kind, _) in versions.items()}
             self.state = StateHash(self._versions)
 
-    def reissue(self, payloads) -> int:
-        """Every live subject's record again, sealed under the current data key (payloads:
-        (subject, Payload, digest)); one head after them all."""
+    def reseal(self, payloads) -> int:
+        """Every live subject's record again, sealed under the current data key, with the
+        same sequence number (payloads: (subject, Payload, digest)). The site's state does not
+        change: a remaining door, which moved its own templates by the renewed transform,
+        skips them as versions it holds; a door joining later, or one back from offline after
+        taking its new grant, opens them; a removed door opens none. One head after them all."""
         count = 0
         for subject, payload, digest in payloads:
-            raw = self._issue("enrol", subject, payload, digest)
+            with self._lock:
+                known = self._versions.get(subject)
+            if known is None or known[1] != "enrol":
+                continue
+            record = Record(self.identity.site, known[0], "enrol", subject, round(self.clock(), 3), None)
+            record = Record(record.site, record.seq, "enrol", subject, record.issued,
+                            payload.seal(self.identity.data_key, record.aad))
+            raw = sign(self.identity.signing_key, record.fields())
+            self.log.fleet_note(subject, record.seq, "enrol", digest, raw)
             self.publish(f"{self.prefix}/subject/{subject}", raw, True)
             count += 1
         self.publish_head()
@@ -347,7 +358,7 @@ def remove_door(site: Site, vault, model: str, door: str) -> int:
             finally:
                 exported.vectors.fill(0)
 
-    count = site.reissue(payloads())
+    count = site.reseal(payloads())
     log.info("door %s removed; %d subjects re-sealed under a new site key", door, count)
     return count
 
