@@ -303,11 +303,15 @@ def test_simulate_prints_the_figures_the_issue_names(mosquitto):
 
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        assert main(["fleet", "simulate", "--doors", "3", "--subjects", "60", "--samples", "3", "--json"]) == 0
+        assert main(["fleet", "simulate", "--doors", "4", "--subjects", "60", "--samples", "3", "--remove", "1",
+                     "--json"]) == 0
     result = json.loads(buffer.getvalue())
     assert set(result) >= {"doors", "subjects", "enrol_to_all_s", "revoke_to_all_s", "bytes_per_record",
                            "door_sync_s"}
-    assert result["doors"] == 3 and result["refused"] == 0
+    assert result["doors"] == 4 and result["refused"] == 0
+    removed = result["removed"]
+    assert removed["doors"] == 1 and removed["records_opened_by_removed"] == 0 and removed["grants_by_removed"] == 0
+    assert removed["rotate_to_all_s"]["p99"] <= 5.0
     assert result["enrol_to_all_s"]["p99"] <= REACH_S and result["revoke_to_all_s"]["p99"] <= REACH_S
 
 

@@ -150,7 +150,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from .fleet.simulate import simulate
 
-    result = simulate(doors=args.doors, subjects=args.subjects, samples=args.samples,
+    if not 0 <= args.remove < args.doors:
+        raise ConsentryError("--remove must leave at least one door")
+    result = simulate(doors=args.doors, subjects=args.subjects, samples=args.samples, remove=args.remove,
                       out=lambda text: print(text, file=sys.stderr, flush=True))
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
@@ -189,4 +191,5 @@ def add_commands(sub: argparse._SubParsersAction, wrap: Callable) -> None:
     sp.add_argument("--doors", type=int, default=50)
     sp.add_argument("--subjects", type=int, default=10000)
     sp.add_argument("--samples", type=int, default=30, help="enrolments and revocations timed to every door")
+    sp.add_argument("--remove", type=int, default=0, help="then remove this many doors and time the key rotation")
     sp.add_argument("--json", action="store_true")
