@@ -11,7 +11,7 @@ import numpy as np
 from consentry.config import FleetConfig, MqttConfig
 from consentry.fleet import identity as ids
 from consentry.fleet.join import init_site, join
-from consentry.fleet.service import FleetService, gallery_updater
+from consentry.fleet.service import FleetService, gallery_rekeyer, gallery_updater
 from consentry.match import MatchPolicy, gallery_from_vault
 from consentry.vault import ConsentRecord, KeyFile, Vault
 
@@ -58,7 +58,8 @@ class Door:
         self.vault = vault
         self.gallery = gallery_from_vault(vault, MODEL, MatchPolicy(0.4), "door").gallery
         self.service = FleetService(vault, mqtt, cfg, model=MODEL,
-                                    on_change=gallery_updater([(self.gallery, "door", False)])).start()
+                                    on_change=gallery_updater([(self.gallery, "door", False)]),
+                                    on_rekey=gallery_rekeyer([(self.gallery, "door", False)])).start()
 
     def grants(self, probe: np.ndarray) -> str | None:
         """Who this door would let in for ``probe`` right now (None: nobody)."""
@@ -82,6 +83,12 @@ class Site:
         self.service = FleetService(self.vault, mqtt or mqtt_for(port, "kiosk"), FAST, model=MODEL).start()
         assert self.service.link.wait_connected(10)
 
+    @property
+    def fingerprint(self) -> str:
+        from consentry.fleet.records import fingerprint
+
+        return fingerprint(self.identity.public)
+
     def enrol(self, seed: int, purposes: tuple[str, ...] = ("door",)) -> str:
         return self.vault.enroll(NAME, consent(purposes), vectors(seed), MODEL)
 
@@ -93,7 +100,7 @@ class Site:
 
         def run() -> None:
             try:
-                join(vault, mqtt, site=None, label=name, timeout=30,
+                join(vault, mqtt, site=None, site_key=self.fingerprint, label=name, timeout=30,
                      out=lambda text: None)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
                 errors.append(exc)

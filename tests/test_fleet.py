@@ -303,11 +303,15 @@ def test_simulate_prints_the_figures_the_issue_names(mosquitto):
 
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        assert main(["fleet", "simulate", "--doors", "3", "--subjects", "60", "--samples", "3", "--json"]) == 0
+        assert main(["fleet", "simulate", "--doors", "4", "--subjects", "60", "--samples", "3", "--remove", "1",
+                     "--json"]) == 0
     result = json.loads(buffer.getvalue())
     assert set(result) >= {"doors", "subjects", "enrol_to_all_s", "revoke_to_all_s", "bytes_per_record",
                            "door_sync_s"}
-    assert result["doors"] == 3 and result["refused"] == 0
+    assert result["doors"] == 4 and result["refused"] == 0
+    removed = result["removed"]
+    assert removed["doors"] == 1 and removed["records_opened_by_removed"] == 0 and removed["grants_by_removed"] == 0
+    assert removed["rotate_to_all_s"]["p99"] <= 5.0
     assert result["enrol_to_all_s"]["p99"] <= REACH_S and result["revoke_to_all_s"]["p99"] <= REACH_S
 
 
@@ -433,3 +437,199 @@ def test_a_flood_of_garbage_records_is_refused_but_audited_only_so_often():
     from consentry.fleet.replica import AUDIT_PER_MINUTE
 
     assert replica.refusals == 500 and len(store.refused) == AUDIT_PER_MINUTE and not store.versions
+
+
+# -- issue 23: poison, stale heads, floods -------------------------------------------------------
+def _enrolled(kiosk, subject: str, seed: int):
+    from consentry.fleet.records import Payload
+
+    from tests.fleet_rig import consent
+
+    return kiosk.enrol(subject, Payload(consent(), MODEL, np.stack(vectors(seed))), "d")
+
+
+def _poison(depth: int) -> bytes:
+    """Passes json.loads; its canonical form (json.dumps) exceeds the recursion limit."""
+    return b'{"v": 1, "sig": "AAAA", "x": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize("depth", [900, 990, 5000])
+def test_a_nested_record_is_refused_alone_and_the_good_ones_in_its_batch_apply(depth):
+    clock = Clock()
+    kiosk, replica, store, sent = _direct_site(clock)
+    prefix = f"consentry/site/{kiosk.identity.site}"
+    _enrolled(kiosk, "s-00000000000000e1", 1)
+    batch = [(f"{prefix}/subject/s-00000000000000ff", _poison(depth)),
+             (f"{prefix}/revoked/s-00000000000000fe", _poison(depth)),
+             (f"{prefix}/head", _poison(depth)), *sent]
+    replica.process(batch)  # raises nothing: one bad record never fails the batch
+    assert "s-00000000000000e1" in store.versions and replica.verdict().granting
+    assert any("nested" in r for r in store.refused)
+
+
+def test_a_newer_head_the_door_cannot_reach_stops_grants_at_once_and_survives_a_restart():
+    clock = Clock()
+    kiosk, replica, store, sent = _direct_site(clock)
+    _enrolled(kiosk, "s-00000000000000e2", 2)
+    old = list(sent)
+    replica.process(sent)
+    sent.clear()
+    assert replica.verdict().granting
+    clock.now += 5
+    kiosk.revoke("s-00000000000000e2")
+    newer_head = [(t, p) for t, p in sent if t.endswith("/head")]
+    replica.process(newer_head)  # the tombstone withheld (a hostile broker), the newer head not
+    assert replica.verdict().reason == "fleet_syncing", "a contradicting newer head must stop grants"
+    # a restart: the old retained head replayed with the old record, no tombstone
+    again = Replica(replica.identity, store, max_staleness=120, max_skew=30, clock=clock)
+    again.on_link(True)
+    again.process(old)
+    assert not again.verdict().granting and "seen before" in store.refused[-1]
+    again.process(sent)  # the tombstone arrives: in step again, and the subject is gone
+    assert again.verdict().granting and store.versions["s-00000000000000e2"][1] == "revoke"
+
+
+def test_the_highest_head_is_kept_sealed_in_the_door_vault(tmp_path):
+    from tests.fleet_rig import open_vault
+
+    with open_vault(tmp_path, "door") as vault:
+        assert vault.fleet_head_seq() == 0
+        vault.fleet_note_head(41)
+    with open_vault(tmp_path, "door") as vault:
+        assert vault.fleet_head_seq() == 41
+
+
+def test_an_oversized_message_is_dropped_unread_and_nothing_unbounded_is_queued():
+    from consentry.fleet import records
+    from consentry.fleet.replica import MAX_QUEUED
+
+    clock = Clock()
+    kiosk, replica, store, sent = _direct_site(clock)
+    prefix = f"consentry/site/{kiosk.identity.site}"
+    _enrolled(kiosk, "s-00000000000000e3", 3)
+    biggest = max(len(p) for _, p in sent)
+    assert biggest < records.MAX_RECORD_BYTES < 20_000
+    for i in range(50):
+        replica.offer(f"{prefix}/subject/s-{i:016x}", b"x" * 246_000)
+    replica.offer(f"{prefix}/head", b"{" + b" " * 5000 + b"}")
+    assert replica._inbox.qsize() == 0 and replica.dropped == 51 and replica.refusals == 51
+    assert replica._inbox.maxsize == MAX_QUEUED
+    with pytest.raises(RecordRefused):  # the kiosk never issues what a door would drop
+        records.Payload(ids_consent(), MODEL, np.zeros((records.MAX_TEMPLATES + 1, 128), np.float32)).seal(
+            kiosk.identity.data_key, "aad")
+
+
+def ids_consent():
+    from tests.fleet_rig import consent
+
+    return consent()
+
+
+def test_a_record_flood_writes_a_bounded_number_of_log_lines(caplog):
+    import logging
+
+    from consentry.fleet.replica import LOG_PER_MINUTE
+
+    clock = Clock()
+    kiosk, replica, store, sent = _direct_site(clock)
+    prefix = f"consentry/site/{kiosk.identity.site}"
+    with caplog.at_level(logging.WARNING, logger="consentry.fleet"):
+        replica.process([(f"{prefix}/subject/s-{i:016x}", b'{"v": 1, "sig": "AAAA"}') for i in range(2000)])
+        for i in range(500):
+            kiosk.on_message(f"{prefix}/join/d-{i}", _poison(990))
+            kiosk.on_message(f"{prefix}/doors/d-{i}/state", _poison(990))
+    assert replica.refusals == 2000
+    assert len(caplog.records) <= LOG_PER_MINUTE + 20 and not any(r.exc_info for r in caplog.records)
+
+
+def test_removing_a_door_rotates_the_site_key_and_transform_and_the_removed_door_opens_nothing_after(
+        site, mosquitto):
+    keep = Door(site.join("keep"), mqtt_for(mosquitto.port, "keep"))
+    gone = Door(site.join("gone"), mqtt_for(mosquitto.port, "gone"))
+    try:
+        before = site.enrol(101)
+        assert wait(lambda: keep.grants(probe(101)) == before and gone.grants(probe(101)) == before, 5)
+        held = gone.vault.export_subject(before, MODEL).vectors.copy()  # what a thief takes with the door
+        old_transform = site.vault.transform.copy()
+        t0 = time.monotonic()
+        count = site.service.remove_door(gone.service.replica.identity.door)
+        assert count == 1 and not np.allclose(site.vault.transform, old_transform)
+        assert wait(lambda: keep.service.replica.identity.epoch == 2 and keep.grants(probe(101)) == before, REACH_S)
+        print(f"rotation reached the remaining door in {time.monotonic() - t0:.3f} s")
+        assert np.allclose(keep.vault.transform, site.vault.transform, atol=1e-5)
+        after = site.enrol(102)
+        assert wait(lambda: keep.grants(probe(102)) == after, REACH_S)
+        time.sleep(0.5)
+        assert gone.grants(probe(102)) is None and not gone.vault.exists(after)
+        assert gone.grants(probe(101)) is None  # contradicting newer heads: it stops granting at all
+        now = keep.vault.export_subject(before, MODEL).vectors
+        cos = float(np.max(held @ now.T) / (np.linalg.norm(held[0]) * np.linalg.norm(now[0])))
+        assert cos < 0.5, "the stolen door's templates still link to the site's"
+        kinds = [e["kind"] for e in site.vault.audit_entries()]
+        assert "door_removed" in kinds and site.vault.verify_audit().ok
+        assert [d.status for d in site.service.site.doors() if d.door == gone.service.replica.identity.door] == \
+            ["removed"]
+        late = Door(site.join("late"), mqtt_for(mosquitto.port, "late"))  # joins after: opens the re-sealed
+        try:
+            assert wait(lambda: late.grants(probe(101)) == before and late.grants(probe(102)) == after, 5)
+        finally:
+            late.close()
+    finally:
+        keep.close()
+        gone.close()
+
+
+def test_join_requests_are_rate_limited_expire_and_staff_can_reject_them():
+    from consentry.fleet import site as site_mod
+
+    clock = Clock()
+    kiosk, replica, store, sent = _direct_site(clock)
+    prefix = f"consentry/site/{kiosk.identity.site}"
+
+    def ask(i: int) -> None:
+        public = ids.DoorIdentity.create("x", b"").public
+        kiosk.on_message(f"{prefix}/join/d-{i}", json.dumps(
+            {"v": 1, "door": "x", "public_key": base64.b64encode(public).decode(), "label": f"l{i}"}).encode())
+
+    for i in range(60):  # a squatter with one door's credentials
+        ask(i)
+    pending = [d for d in kiosk.doors() if d.status == "pending"]
+    assert len(pending) == site_mod.JOINS_PER_MINUTE
+    kiosk.reject(pending[0].door)
+    assert len([d for d in kiosk.doors() if d.status == "pending"]) == site_mod.JOINS_PER_MINUTE - 1
+    clock.now += site_mod.PENDING_TTL_S + 1
+    kiosk.expire_pending()
+    assert [d for d in kiosk.doors() if d.status == "pending"] == []
+    kiosk._joins = site_mod.Budget(site_mod.JOINS_PER_MINUTE, clock=lambda: clock.now)
+    ask(99)  # a real door asks later: it is listed
+    assert len([d for d in kiosk.doors() if d.status == "pending"]) == 1
+
+
+def test_a_door_whose_report_is_older_than_its_heartbeat_allows_is_not_reporting(site, mosquitto):
+    door = Door(site.join("door"), mqtt_for(mosquitto.port, "door"))
+    try:
+        assert wait(lambda: [d.reporting for d in site.service.site.doors()] == [True], 5)
+    finally:
+        door.close()
+    site.service.site.clock = lambda: time.time() + site.service.site.report_timeout + 1
+    assert [d.reporting for d in site.service.site.doors()] == [False]
+
+
+def test_cli_commands_beside_a_running_kiosk_do_not_take_its_connection(site, mosquitto, tmp_path):
+    import contextlib
+    import io
+
+    from consentry.cli import main
+
+    conf = tmp_path / "kiosk.toml"
+    conf.write_text(f'[mqtt]\nport = {mosquitto.port}\ndevice_id = "kiosk"\n'
+                    f'[vault]\nkey_file = "{tmp_path / "kiosk" / "master.key"}"\n')
+    drops = []
+    site.service.link.on_link = lambda up: drops.append(up)
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert main(["--config", str(conf), "--home", str(tmp_path / "kiosk" / "home"), "fleet", "doors", "--json",
+                     "--wait", "0.3"]) == 0
+    assert json.loads(buffer.getvalue())["site_key"] == site.fingerprint
+    time.sleep(0.5)
+    assert False not in drops and site.service.link.connected.is_set()

@@ -16,6 +16,7 @@ from consentry.camera.fake import FakeCamera
 from consentry.config import Settings
 from consentry.fleet import identity as ids
 from consentry.fleet.join import init_site, join
+from consentry.fleet.records import fingerprint
 from consentry.vault import KeyFile, Vault
 from consentry.vision.image_io import read_image
 from consentry.vision.pipeline import largest_face
@@ -61,7 +62,7 @@ def test_staff_approve_a_door_by_code_and_the_door_lets_the_kiosk_enrolment_in(t
     kiosk_home, vault = home(tmp_path, "kiosk")
     with vault:
         vault.set_credential("admin", hash_secret(PASSWORD))
-        init_site(vault, "test site")
+        site_key = fingerprint(init_site(vault, "test site").public)
         descriptors = [pipeline.embed(f, largest_face(pipeline.faces(f))).vector.copy() for f in frames[:3]]
         sid = vault.enroll(NAME, consent(), descriptors, pipeline.embedder.name)
     kiosk = Appliance(settings(broker.port, "kiosk", web=True), home=kiosk_home, out=lambda line: None,
@@ -70,8 +71,9 @@ def test_staff_approve_a_door_by_code_and_the_door_lets_the_kiosk_enrolment_in(t
     workers = [start(kiosk)]
     door_home, door_vault = home(tmp_path, "door")
     joined: list = []
-    joiner = threading.Thread(target=lambda: joined.append(join(door_vault, mqtt_for(broker.port, "door"), site=None,
-                                                                label="back door", timeout=60, out=lambda t: None)))
+    joiner = threading.Thread(target=lambda: joined.append(join(
+        door_vault, mqtt_for(broker.port, "door"), site=None, site_key=site_key, label="back door", timeout=60,
+        out=lambda t: None)))
     try:
         joiner.start()
         assert wait(lambda: door_vault.secret(ids.SECRET) is not None, 10)

@@ -186,3 +186,125 @@ def test_a_deeply_nested_message_does_not_cut_the_link(broker):
         sender.loop_stop()
         sender.disconnect()
         bus.close()
+
+
+# -- a hostile broker: mosquitto with no ACL, anyone publishes anything (issue 23) ---------------
+def _hostile_publish(port: int, topic: str, payload: bytes, retain: bool = True) -> None:
+    _hostile_many(port, [(topic, payload, retain)])
+
+
+def _hostile_many(port: int, messages: list[tuple[str, bytes, bool]]) -> None:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"hostile-{time.time_ns()}")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    for topic, payload, retain in messages:
+        client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+@pytest.fixture
+def open_site(tmp_path):
+    from tests.broker import Mosquitto
+    from tests.fleet_rig import Site
+
+    broker = Mosquitto(tmp_path).start()  # allow_anonymous, no ACL: anyone may write anything
+    site = Site(tmp_path, broker.port)
+    yield site, broker
+    site.close()
+    broker.stop()
+
+
+def _impostor(site_id: str):
+    from consentry.fleet.records import VERSION, b64, public_bytes, sign
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    body = {"v": VERSION, "kind": "announce", "site": site_id, "label": "test site",
+            "signing_key": b64(public_bytes(key.public_key())), "issued": time.time()}
+    return key, sign(key, body)
+
+
+def test_hostile_broker_an_impostor_announcement_never_completes_a_join(open_site, tmp_path):
+    """The attacker announces the site's id with its own key (replacing the retained
+    announcement, and again on a topic of its own) and grants every door that asks: the door,
+    pinned to the fingerprint read on the kiosk, never joins through it."""
+    import threading
+
+    from consentry.errors import ConsentryError
+    from consentry.fleet import identity as ids
+    from consentry.fleet.join import join
+    from consentry.fleet.records import VERSION, b64, sign
+
+    from tests.broker import Recorder
+    from tests.fleet_rig import mqtt_for, open_vault, wait
+
+    site, broker = open_site
+    seen = Recorder(broker.port, "consentry/sites/#")
+    assert seen.wait_for(lambda r: r.messages), "the kiosk never announced itself"
+    seen.close()
+    key, announcement = _impostor(site.identity.site)
+    _hostile_publish(broker.port, f"consentry/sites/{site.identity.site}", announcement)
+    vault = open_vault(tmp_path, "door")
+    with pytest.raises(ConsentryError, match="announces the signing key"):
+        join(vault, mqtt_for(broker.port, "door"), site=None, site_key=site.fingerprint, label="d", timeout=3,
+             out=lambda t: None)
+    assert vault.secret(ids.SECRET) is None
+    site.service.site.announce()  # the kiosk's own, back; the impostor's stays on a topic of its own
+    _hostile_publish(broker.port, "consentry/sites/impostor", announcement)
+    errors: list[BaseException] = []
+    worker = threading.Thread(target=lambda: _join_into(errors, vault, broker.port, site.fingerprint))
+    worker.start()
+    assert wait(lambda: vault.secret(ids.SECRET) is not None, 10)
+    me = ids.load(vault.secret(ids.SECRET), vault.transform)
+    assert me.site_public == site.identity.public  # pinned to the kiosk's key, not the impostor's
+    grant = {"v": VERSION, "kind": "grant", "site": site.identity.site, "door": me.door,
+             "sealed": b64(ids.SiteIdentity(site.identity.site, "x", key, b"k" * 32,
+                                            site.identity.transform).seal_grant(me.door, me.public)),
+             "issued": time.time()}
+    _hostile_publish(broker.port, f"consentry/site/{site.identity.site}/grant/{me.door}", sign(key, grant))
+    worker.join(30)
+    assert errors and "not approved" in str(errors[0])
+    assert ids.load(vault.secret(ids.SECRET), vault.transform).data_key is None
+    vault.close()
+
+
+def _join_into(errors, vault, port, site_key) -> None:
+    from consentry.fleet.join import join
+
+    from tests.fleet_rig import mqtt_for
+
+    try:
+        join(vault, mqtt_for(port, "door"), site=None, site_key=site_key, label="d", timeout=4, out=lambda t: None)
+    except BaseException as exc:  # noqa: BLE001 - checked by the test
+        errors.append(exc)
+
+
+def test_hostile_broker_retained_poison_and_a_flood_do_not_stop_a_door(open_site, caplog):
+    import logging
+
+    from consentry.fleet.replica import MAX_QUEUED
+
+    from tests.fleet_rig import Door, mqtt_for, vectors, wait
+
+    site, broker = open_site
+    door = Door(site.join("door"), mqtt_for(broker.port, "door"))
+    prefix = f"consentry/site/{site.identity.site}"
+    try:
+        sid = site.enrol(5)
+        assert wait(lambda: door.grants(vectors(5, 1)[0]) == sid, 5)
+        nested = b'{"v": 1, "sig": "AAAA", "x": ' + b"[" * 990 + b"]" * 990 + b"}"
+        with caplog.at_level(logging.WARNING):
+            _hostile_many(broker.port, [(f"{prefix}/{topic}", nested, True) for topic in (
+                "subject/s-00000000000000ff", "revoked/s-00000000000000fe", "head", "join/d-0000000000000000",
+                "doors/d-0000000000000000/state")])
+            _hostile_many(broker.port, [(f"{prefix}/subject/s-{i:016x}", b"x" * 246_000, False) for i in range(40)])
+            site.service.site.publish_head()  # the real head, after the poison: the door confirms it
+            door.service.link.resubscribe()  # as after a failed batch: the retained poison comes back
+            other = site.enrol(6)
+            assert wait(lambda: door.grants(vectors(6, 1)[0]) == other, 10), "the door stopped granting"
+        assert door.service.replica._inbox.qsize() <= MAX_QUEUED and door.service.replica.dropped >= 40
+        assert not any(r.exc_info for r in caplog.records), "a traceback per hostile message"
+        assert door.vault.verify_audit().ok
+    finally:
+        door.close()

@@ -127,11 +127,12 @@ class Appliance:
         self.fleet = None
         if self.vault is None or not self.settings.fleet.enabled or self.vault.secret("fleet") is None:
             return
-        from .fleet.service import FleetService, gallery_updater
+        from .fleet.service import FleetService, gallery_rekeyer, gallery_updater
 
         self._fleet_galleries = [(self.gallery, self.settings.profile, False)]
         self.fleet = FleetService(self.vault, self.settings.mqtt, self.settings.fleet, model=model,
-                                  on_change=gallery_updater(self._fleet_galleries)).start()
+                                  on_change=gallery_updater(self._fleet_galleries),
+                                  on_rekey=gallery_rekeyer(self._fleet_galleries)).start()
         self._closers.append(self.fleet.close)
         self.out(self.fleet.status())
 

@@ -1,4 +1,4 @@
-"""Site commands of the `consentry` CLI: `fleet init|join|approve|doors|serve|simulate`."""
+"""Site commands of the `consentry` CLI: `fleet init|join|approve|reject|remove|doors|serve|simulate`."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     with _vault(args, settings) as vault:
         site = init_site(vault, args.label)
     print(f"site {site.site} ({site.label}) created on this kiosk; signing key {fingerprint(site.public)}")
-    print("run the appliance here (`consentry run`), then `consentry fleet join` on each door")
+    print("run the appliance here (`consentry run`), then on each door "
+          f"`consentry fleet join --site-key {fingerprint(site.public)}` (the staff page shows it too)")
     return 0
 
 
@@ -41,16 +42,20 @@ def cmd_join(args: argparse.Namespace, settings: Settings) -> int:
     from .fleet.join import join
 
     with _vault(args, settings) as vault:
-        join(vault, settings.mqtt, site=args.site, label=args.label or settings.mqtt.device_id,
-             timeout=args.timeout)
+        join(vault, settings.mqtt, site=args.site, site_key=args.site_key,
+             label=args.label or settings.mqtt.device_id, timeout=args.timeout)
     return 0
 
 
 def _with_service(args: argparse.Namespace, settings: Settings, body: Callable) -> int:
+    import secrets
+
     from .fleet.service import FleetService
 
+    # `serve` is the device's own link; every other command runs beside it with an id of its own
+    tag = "" if getattr(args, "fleet_command", "") == "serve" else f"-cli-{secrets.token_hex(4)}"
     with _vault(args, settings) as vault:
-        service = FleetService(vault, settings.mqtt, settings.fleet, model=_model(settings)).start()
+        service = FleetService(vault, settings.mqtt, settings.fleet, model=_model(settings), client_tag=tag).start()
         try:
             if not service.link.wait_connected(10):
                 raise ConsentryError(f"no MQTT broker at {settings.mqtt.host}:{settings.mqtt.port}")
@@ -74,23 +79,53 @@ def cmd_approve(args: argparse.Namespace, settings: Settings) -> int:
     return _with_service(args, settings, approve)
 
 
+def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
+    def remove(service) -> int:
+        count = service.remove_door(args.door)
+        time.sleep(0.5)
+        print(f"door {args.door} removed: the site key rotated, {count} subject(s) re-sealed for the remaining doors")
+        return 0
+
+    return _with_service(args, settings, remove)
+
+
+def cmd_reject(args: argparse.Namespace, settings: Settings) -> int:
+    def reject(service) -> int:
+        if service.site is None:
+            raise ConsentryError("only the site's enrolment kiosk rejects join requests")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and args.door not in {d.door for d in service.site.doors()}:
+            time.sleep(0.1)
+        service.site.reject(args.door)
+        print(f"join request of {args.door} rejected")
+        return 0
+
+    return _with_service(args, settings, reject)
+
+
 def cmd_doors(args: argparse.Namespace, settings: Settings) -> int:
+    from .fleet.records import fingerprint
+
     def listing(service) -> int:
         if service.site is None:
             print(service.status())
             return 0
         time.sleep(args.wait)  # retained door reports arrive after connecting
         doors = [{"door": d.door, "label": d.label, "status": d.status, "code": d.code if d.status == "pending"
-                  else None, "behind": d.behind, "granting": d.report.granting if d.report else None,
+                  else None, "behind": d.behind, "reporting": d.reporting,
+                  "granting": d.report.granting if d.report else None,
                   "reason": d.report.reason if d.report else None, "reported_at": d.report.at if d.report else None}
                  for d in service.site.doors()]
         head = service.site.head()
+        key = fingerprint(service.site.identity.public)
         if args.json:
-            print(json.dumps({"site": service.name, "seq": head.seq, "subjects": head.count, "doors": doors}))
+            print(json.dumps({"site": service.name, "site_key": key, "seq": head.seq, "subjects": head.count,
+                              "doors": doors}))
         else:
-            print(f"site {service.name}: record {head.seq}, {head.count} subject(s)")
+            print(f"site {service.name}: record {head.seq}, {head.count} subject(s); signing key {key}")
             for d in doors:
-                state = f"code {d['code']}" if d["status"] == "pending" else ("BEHIND" if d["behind"] else "in step")
+                state = f"code {d['code']}" if d["status"] == "pending" else "" if d["status"] == "removed" else \
+                    "NOT REPORTING" if not d["reporting"] else ("BEHIND" if d["behind"] else "in step")
                 print(f"  {d['door']} {d['label']:<16} {d['status']:<9} {state}")
         return 0
 
@@ -115,7 +150,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from .fleet.simulate import simulate
 
-    result = simulate(doors=args.doors, subjects=args.subjects, samples=args.samples,
+    if not 0 <= args.remove < args.doors:
+        raise ConsentryError("--remove must leave at least one door")
+    result = simulate(doors=args.doors, subjects=args.subjects, samples=args.samples, remove=args.remove,
                       out=lambda text: print(text, file=sys.stderr, flush=True))
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
@@ -133,12 +170,19 @@ def add_commands(sub: argparse._SubParsersAction, wrap: Callable) -> None:
     sp = add("init", cmd_init, "make this enrolment kiosk the site's identity (signing key, data key)")
     sp.add_argument("--label", default="site", help="a name for the site, shown to doors joining it")
     sp = add("join", cmd_join, "ask to join the site on the configured broker; waits for staff approval")
+    sp.add_argument("--site-key", required=True, metavar="FINGERPRINT",
+                    help="the site signing key's fingerprint, read on the kiosk (staff page or `fleet init`)")
     sp.add_argument("--site", help="the site id (needed when more than one site announces itself)")
     sp.add_argument("--label", help="a name for this door on the staff page (default: mqtt.device_id)")
     sp.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for approval")
     sp = add("approve", cmd_approve, "approve a door by the code it shows (the staff page does the same)")
     sp.add_argument("door")
     sp.add_argument("code")
+    sp = add("reject", cmd_reject, "refuse a pending join request")
+    sp.add_argument("door")
+    sp = add("remove", cmd_remove, "remove a door: rotate the site key and transform, re-seal every record for the "
+             "remaining doors (stop the kiosk appliance first, or use its staff page)")
+    sp.add_argument("door")
     sp = add("doors", cmd_doors, "the site's doors, and which are behind")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--wait", type=float, default=1.0, help="seconds to collect door reports")
@@ -147,4 +191,5 @@ def add_commands(sub: argparse._SubParsersAction, wrap: Callable) -> None:
     sp.add_argument("--doors", type=int, default=50)
     sp.add_argument("--subjects", type=int, default=10000)
     sp.add_argument("--samples", type=int, default=30, help="enrolments and revocations timed to every door")
+    sp.add_argument("--remove", type=int, default=0, help="then remove this many doors and time the key rotation")
     sp.add_argument("--json", action="store_true")

@@ -166,6 +166,20 @@ class Gallery:
     def close(self) -> None:
         self._rebuild({})
 
+    @_locked
+    def retransform(self, transform: np.ndarray) -> None:
+        """The deployment's transform was renewed (a site removed a door): every held template
+        moves by new @ old.T, as the vault's stored ones do, and queries use the new one."""
+        new = np.ascontiguousarray(transform, np.float32)
+        change = new if self.transform is None else new @ self.transform.T
+        groups = self._groups()
+        moved = {s: [change @ v for v in vecs] for s, vecs in groups.items()}
+        for vecs in groups.values():
+            for v in vecs:
+                v.fill(0)
+        self._rebuild(moved)
+        self.transform = new
+
     def _groups(self) -> dict[str, list[np.ndarray]]:
         if not self._subjects:
             return {}

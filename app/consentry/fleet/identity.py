@@ -65,6 +65,7 @@ class SiteIdentity:
     signing_key: Ed25519PrivateKey
     data_key: bytes
     transform: np.ndarray
+    epoch: int = 1  # grows with every data-key rotation (a door removed)
 
     @classmethod
     def create(cls, label: str, transform: np.ndarray) -> SiteIdentity:
@@ -77,11 +78,18 @@ class SiteIdentity:
 
     def secret(self) -> bytes:
         return json.dumps({"role": "site", "site": self.site, "label": self.label,
-                           "signing_key": b64(_raw_private(self.signing_key)), "data_key": b64(self.data_key)}).encode()
+                           "signing_key": b64(_raw_private(self.signing_key)), "data_key": b64(self.data_key),
+                           "epoch": self.epoch}).encode()
+
+    def rekeyed(self, transform: np.ndarray) -> SiteIdentity:
+        """A fresh data key and the given (renewed) transform, one epoch on: what a site
+        becomes when a door is removed."""
+        return SiteIdentity(self.site, self.label, self.signing_key, crypto.new_key(),
+                            np.asarray(transform, np.float32), self.epoch + 1)
 
     def seal_grant(self, door: str, door_public: bytes) -> bytes:
         """The data key and transform, readable only with the door's private key."""
-        body = json.dumps({"site": self.site, "door": door, "data_key": b64(self.data_key),
+        body = json.dumps({"site": self.site, "door": door, "data_key": b64(self.data_key), "epoch": self.epoch,
                            "transform": b64(np.asarray(self.transform, "<f4").tobytes())}).encode()
         return _hpke().encrypt(body, X25519PublicKey.from_public_bytes(door_public), info=_grant_info(self.site, door))
 
@@ -98,6 +106,7 @@ class DoorIdentity:
     site_public: bytes
     private_key: X25519PrivateKey
     data_key: bytes | None = None
+    epoch: int = 0
 
     @classmethod
     def create(cls, site: str, site_public: bytes) -> DoorIdentity:
@@ -125,18 +134,21 @@ class DoorIdentity:
             body = json.loads(_hpke().decrypt(sealed, self.private_key, info=_grant_info(self.site, self.door)))
             transform = np.frombuffer(unb64(body["transform"], "transform"), "<f4").reshape(crypto.DIM, crypto.DIM)
             data_key = unb64(body["data_key"], "data key")
+            epoch = int(body.get("epoch", 1))
         except RecordRefused:
             raise
         except Exception:  # noqa: BLE001 - any failure to open is the same refusal
             raise RecordRefused("the grant does not open with this door's key") from None
         if len(data_key) != crypto.KEY_BYTES or body.get("site") != self.site or body.get("door") != self.door:
             raise RecordRefused("the grant is not for this door of this site")
-        return DoorIdentity(self.site, self.site_public, self.private_key, data_key), transform.astype(np.float32)
+        return (DoorIdentity(self.site, self.site_public, self.private_key, data_key, epoch),
+                transform.astype(np.float32))
 
     def secret(self) -> bytes:
         return json.dumps({"role": "door", "site": self.site, "site_public": b64(self.site_public),
                            "private_key": b64(_raw_private(self.private_key)),
-                           "data_key": None if self.data_key is None else b64(self.data_key)}).encode()
+                           "data_key": None if self.data_key is None else b64(self.data_key),
+                           "epoch": self.epoch}).encode()
 
 
 def load(raw: bytes | None, transform: np.ndarray) -> SiteIdentity | DoorIdentity | None:
@@ -146,7 +158,9 @@ def load(raw: bytes | None, transform: np.ndarray) -> SiteIdentity | DoorIdentit
     body = json.loads(raw)
     if body["role"] == "site":
         key = Ed25519PrivateKey.from_private_bytes(unb64(body["signing_key"], "signing key"))
-        return SiteIdentity(body["site"], body["label"], key, unb64(body["data_key"], "data key"), transform)
+        return SiteIdentity(body["site"], body["label"], key, unb64(body["data_key"], "data key"), transform,
+                            int(body.get("epoch", 1)))
     data_key = None if body.get("data_key") is None else unb64(body["data_key"], "data key")
     return DoorIdentity(body["site"], unb64(body["site_public"], "site key"),
-                        X25519PrivateKey.from_private_bytes(unb64(body["private_key"], "door key")), data_key)
+                        X25519PrivateKey.from_private_bytes(unb64(body["private_key"], "door key")), data_key,
+                        int(body.get("epoch", 0)))

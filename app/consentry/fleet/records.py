@@ -10,8 +10,11 @@ subscribed to ``#``, sees only pseudonymous ids, sequence numbers, times and cip
 from __future__ import annotations
 
 import base64
+import collections
 import hashlib
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,9 +26,21 @@ from ..vault import crypto
 from ..vault.consent import ConsentRecord
 
 VERSION = 1
-MAX_RECORD_BYTES = 256 * 1024
 KINDS = ("enrol", "revoke", "head")
 MAX_TEMPLATES = 20
+# What a record can be, derived from its format, so anything larger is dropped unread: a sealed
+# payload is a bounded JSON head, a newline and at most MAX_TEMPLATES float32 templates, plus
+# AES-GCM's nonce and tag, in base64; the envelope (ids, seq, times, signature) is small.
+MAX_PAYLOAD_HEAD = 2048
+MAX_BODY_BYTES = crypto.NONCE_BYTES + 16 + MAX_PAYLOAD_HEAD + 1 + MAX_TEMPLATES * crypto.DIM * 4
+ENVELOPE_BYTES = 1024
+MAX_RECORD_BYTES = 4 * -(-MAX_BODY_BYTES // 3) + ENVELOPE_BYTES  # 17,448 bytes
+MAX_SMALL_BYTES = 4096  # heads, announcements, join requests, door reports
+# A grant: the site transform (128 x 128 float32, base64) and the data key in a small JSON
+# object, HPKE-sealed (32-byte encapsulated key, 16-byte tag), then base64 in the envelope.
+_GRANT_PLAIN = 4 * -(-(crypto.DIM * crypto.DIM * 4) // 3) + 512
+MAX_GRANT_BYTES = 4 * -(-(_GRANT_PLAIN + 48) // 3) + ENVELOPE_BYTES
+MAX_BRACKETS = 16  # every site message is one flat object; a deep document is refused unread
 
 
 class RecordRefused(ConsentryError, ValueError):
@@ -54,16 +69,30 @@ def sign(key: Ed25519PrivateKey, fields: dict) -> bytes:
     return canonical({**fields, "sig": b64(key.sign(canonical(fields)))})
 
 
-def verified(key: Ed25519PublicKey, raw: bytes, what: str = "record") -> dict:
-    """The fields of a signed message; RecordRefused unless it parses, is bounded, and its
-    signature holds."""
-    if len(raw) > MAX_RECORD_BYTES:
-        raise RecordRefused(f"{what} is larger than {MAX_RECORD_BYTES} bytes")
+def flat(raw: bytes, what: str = "record", limit: int = MAX_RECORD_BYTES) -> dict:
+    """A site message's fields, bounded before parsing: at most ``limit`` bytes and a handful
+    of brackets (a flat object's two, with room for a label), then one object of scalars. A
+    document nested a thousand deep is refused here, never handed to the JSON parser or to
+    the canonical form (whose RecursionError once failed a whole batch)."""
+    if len(raw) > limit:
+        raise RecordRefused(f"{what} is larger than {limit} bytes")
+    if raw.count(b"{") + raw.count(b"[") > MAX_BRACKETS:
+        raise RecordRefused(f"{what} is nested: a site message is one flat object")
     try:
         fields = json.loads(raw)
     except (ValueError, RecursionError):
         raise RecordRefused(f"{what} is not JSON") from None
-    if not isinstance(fields, dict) or fields.get("v") != VERSION:
+    if not isinstance(fields, dict) or not all(
+            v is None or isinstance(v, str | int | float | bool) for v in fields.values()):
+        raise RecordRefused(f"{what} is not one flat JSON object")
+    return fields
+
+
+def verified(key: Ed25519PublicKey, raw: bytes, what: str = "record", limit: int = MAX_RECORD_BYTES) -> dict:
+    """The fields of a signed message; RecordRefused unless it is bounded, parses as one flat
+    object, and its signature holds."""
+    fields = flat(raw, what, limit)
+    if fields.get("v") != VERSION:
         raise RecordRefused(f"{what} is not a version {VERSION} site message")
     sig = unb64(fields.pop("sig", None), f"{what} signature")
     try:
@@ -125,7 +154,12 @@ class Payload:
                 "method": c.method, "retention_days": c.retention_days, "age_statement": c.age_statement,
                 "purposes": list(c.purposes), "identify_opt_in": c.identify_opt_in, "model": self.model,
                 "n": int(self.vectors.shape[0])}
-        raw = bytearray(canonical(head) + b"\n" + np.asarray(self.vectors, "<f4").tobytes())
+        if not 1 <= self.vectors.shape[0] <= MAX_TEMPLATES:
+            raise RecordRefused(f"a site record holds 1..{MAX_TEMPLATES} templates, not {self.vectors.shape[0]}")
+        head_raw = canonical(head)
+        if len(head_raw) > MAX_PAYLOAD_HEAD:
+            raise RecordRefused(f"a subject's consent fields exceed {MAX_PAYLOAD_HEAD} bytes")
+        raw = bytearray(head_raw + b"\n" + np.asarray(self.vectors, "<f4").tobytes())
         try:
             return crypto.seal(data_key, bytes(raw), aad)
         finally:
@@ -204,6 +238,34 @@ class StateHash:
 
     def hex(self) -> str:
         return f"{self._value:064x}"
+
+
+class Budget:
+    """At most ``per_minute`` events a minute (audit rows, log lines): anyone who may publish
+    on the broker can send garbage, and neither the audit log nor the system log may become
+    the way to fill the disk. ``suppressed`` counts what was left out since the last one let through."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self._times: collections.deque[float] = collections.deque()
+        self.suppressed = 0
+
+    def take(self) -> bool:
+        now = self.clock()
+        while self._times and now - self._times[0] > 60.0:
+            self._times.popleft()
+        if len(self._times) < self.per_minute:
+            self._times.append(now)
+            return True
+        self.suppressed += 1
+        return False
+
+    def note(self) -> str:
+        """`` (N more since)`` for the line let through, then resets the count."""
+        text = f" ({self.suppressed} more not logged)" if self.suppressed else ""
+        self.suppressed = 0
+        return text
 
 
 def public_bytes(key: Ed25519PublicKey) -> bytes:

@@ -15,7 +15,6 @@ delivered since then confirms it (a revocation missed while offline is applied f
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import hmac
 import json
@@ -31,10 +30,30 @@ from ..bus.site_link import site_prefix
 from ..errors import ConsentryError
 from ..vault.replica import ReplicaSubject
 from .identity import DoorIdentity
-from .records import VERSION, Head, Payload, Record, RecordRefused, StateHash, verified
+from .records import (
+    MAX_GRANT_BYTES,
+    MAX_RECORD_BYTES,
+    MAX_SMALL_BYTES,
+    VERSION,
+    Budget,
+    Head,
+    Payload,
+    Record,
+    RecordRefused,
+    StateHash,
+    flat,
+    unb64,
+    verified,
+)
 
 log = logging.getLogger(__name__)
 AUDIT_PER_MINUTE = 20
+LOG_PER_MINUTE = 20
+# What may wait for the applier: a flood cannot grow the door's memory beyond about
+# (MAX_QUEUED + MAX_BATCH) x MAX_RECORD_BYTES (~26 MB); paho's thread waits for room instead.
+MAX_QUEUED = 1000
+MAX_BATCH = 500
+QUEUE_WAIT_S = 10.0
 
 
 class ReplicaStore(Protocol):
@@ -43,6 +62,10 @@ class ReplicaStore(Protocol):
     def apply_replicas(self, revokes: list[tuple[str, int]], subjects: list[ReplicaSubject]) -> list[str]: ...
 
     def fleet_refused(self, reason: str, subject: str | None) -> None: ...
+
+    def fleet_head_seq(self) -> int: ...
+
+    def fleet_note_head(self, seq: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -54,6 +77,7 @@ class Verdict:
 
 
 OnApplied = Callable[[list[ReplicaSubject], list[str]], None]
+OnRekey = Callable[[DoorIdentity, object], None]  # the new identity, the site's renewed transform
 
 
 def state_mac(data_key: bytes, fields: dict) -> str:
@@ -64,7 +88,8 @@ def state_mac(data_key: bytes, fields: dict) -> str:
 class Replica:
     def __init__(self, identity: DoorIdentity, store: ReplicaStore, *, max_staleness: float, max_skew: float,
                  clock: Callable[[], float] = time.time, on_applied: OnApplied | None = None,
-                 on_failure: Callable[[], None] | None = None, batch_delay: float = 0.02) -> None:
+                 on_failure: Callable[[], None] | None = None, batch_delay: float = 0.02,
+                 on_rekey: OnRekey | None = None) -> None:
         if identity.data_key is None:
             raise ConsentryError("this door has not been approved by its site yet (`consentry fleet join`)")
         self.identity = identity
@@ -74,28 +99,52 @@ class Replica:
         self.clock = clock
         self.on_applied = on_applied or (lambda added, removed: None)
         self.on_failure = on_failure or (lambda: None)
+        self.on_rekey = on_rekey or (lambda identity, transform: None)
         self.batch_delay = batch_delay
         self.prefix = site_prefix(identity.site)
         self._versions = {s: (seq, kind) for s, (seq, kind, _) in store.fleet_versions().items()}
         self.state = StateHash(self._versions)
         self._lock = threading.Lock()
-        self._inbox: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
+        self._inbox: queue.Queue[tuple[str, bytes] | None] = queue.Queue(MAX_QUEUED)
         self._head: Head | None = None
+        self._highest = store.fleet_head_seq()  # the highest head ever seen, kept across restarts
         self._head_since_link = False
         self._confirmed: float | None = None
         self.refusals = 0
-        self._audited: collections.deque[float] = collections.deque()
+        self.dropped = 0
+        self._audits = Budget(AUDIT_PER_MINUTE)
+        self._logs = Budget(LOG_PER_MINUTE)
         self.applied = 0
         self._thread: threading.Thread | None = None
 
     @property
+    def _grant_topic(self) -> str:
+        return f"{self.prefix}/grant/{self.identity.door}"
+
+    @property
     def topics(self) -> list[str]:
         """In this order: the broker sends retained revocations before anything else."""
-        return [f"{self.prefix}/revoked/+", f"{self.prefix}/subject/+", f"{self.prefix}/head"]
+        return [f"{self.prefix}/grant/{self.identity.door}", f"{self.prefix}/revoked/+", f"{self.prefix}/subject/+",
+                f"{self.prefix}/head"]
 
     # -- from the link (paho's thread) ----------------------------------------------------
     def offer(self, topic: str, raw: bytes) -> None:
-        self._inbox.put((topic, raw))
+        """Oversized payloads are dropped unread; the rest wait for the applier (bounded: a
+        full queue makes paho's thread wait, and one that stays full drops and stops grants)."""
+        limit = MAX_SMALL_BYTES if topic == f"{self.prefix}/head" else \
+            MAX_GRANT_BYTES if topic == self._grant_topic else MAX_RECORD_BYTES
+        if len(raw) > limit:
+            self.dropped += 1
+            self._refuse(f"a {len(raw)}-byte message on {topic[len(self.prefix) + 1:][:60]} is larger than "
+                         f"any site record ({limit} bytes): dropped unread", None)
+            return
+        try:
+            self._inbox.put((topic, raw), timeout=QUEUE_WAIT_S)
+        except queue.Full:
+            log.warning("the site record queue stayed full for %.0f s: not granting until resynced", QUEUE_WAIT_S)
+            with self._lock:
+                self._confirmed = None
+            self.on_failure()
 
     def on_link(self, up: bool) -> None:
         with self._lock:
@@ -121,7 +170,7 @@ class Replica:
             if first is None:
                 return
             batch = [first]
-            while True:
+            while len(batch) < MAX_BATCH:
                 try:
                     item = self._inbox.get(timeout=self.batch_delay)
                 except queue.Empty:
@@ -141,16 +190,23 @@ class Replica:
                 self.on_failure()
 
     def process(self, batch: list[tuple[str, bytes]]) -> None:
-        """Check and apply a batch: revocations, then subjects, then heads."""
+        """Check and apply a batch: a new grant (the site's rotated key), revocations, then
+        subjects, then heads."""
         records: dict[str, tuple[Record, bytes]] = {}
         heads: list[bytes] = []
         for topic, raw in batch:
-            if not raw:
-                continue  # a retained topic being cleared
+            if raw and topic == self._grant_topic:
+                self._take_grant(raw)
+        for topic, raw in batch:
+            if not raw or topic == self._grant_topic:
+                continue  # a retained topic being cleared, or the grant, taken above
             if topic == f"{self.prefix}/head":
                 heads.append(raw)
-            else:
+                continue
+            try:
                 self._take(raw, records)
+            except Exception as exc:  # noqa: BLE001 - one bad record never fails the good ones beside it
+                self._refuse(f"record could not be checked ({type(exc).__name__})", None)
         revokes = [(r.subject, r.seq) for r, _ in records.values() if r.kind == "revoke"]
         if revokes:
             self._apply(revokes, [])
@@ -186,9 +242,9 @@ class Replica:
         version this door already holds: skipped before its signature is checked, which is
         safe — nothing in it is used — and saves a verification per subject per reconnect."""
         try:
-            fields = json.loads(raw)
+            fields = flat(raw)
             return self._versions.get(fields["subject"]) == (fields["seq"], fields["kind"])
-        except (ValueError, KeyError, TypeError, RecursionError):
+        except (ValueError, KeyError, TypeError):
             return False
 
     def _open(self, record: Record) -> ReplicaSubject | None:
@@ -215,20 +271,50 @@ class Replica:
             for s in subjects:
                 s.vectors.fill(0)
 
+    def _take_grant(self, raw: bytes) -> None:
+        """The site rotated its data key (a door was removed): a grant of a newer epoch,
+        signed by the site and sealed to this door, carries the new key and transform. The
+        retained grant this door already holds is the same epoch: a no-op."""
+        try:
+            body = verified(self.identity.verify_key, raw, "grant", MAX_GRANT_BYTES)
+            if body.get("door") != self.identity.door or body.get("site") != self.identity.site:
+                raise RecordRefused("grant for another door")
+            identity, transform = self.identity.open_grant(unb64(body.get("sealed"), "grant"))
+        except RecordRefused as exc:
+            self._refuse(str(exc), None)
+            return
+        if identity.epoch <= self.identity.epoch:
+            return
+        self.on_rekey(identity, transform)  # stored first: a restart resumes with the new key
+        with self._lock:
+            self.identity = identity
+        log.info("the site rotated its data key (epoch %d)", identity.epoch)
+
     def _take_head(self, raw: bytes) -> None:
         try:
-            head = Head.parse(verified(self.identity.verify_key, raw, "head"), self.identity.site)
+            head = Head.parse(verified(self.identity.verify_key, raw, "head", MAX_SMALL_BYTES), self.identity.site)
             if head.issued > self.clock() + self.max_skew:
                 raise RecordRefused("site head was issued in the future (clock skew or forgery)")
             last = self._head
             if last is not None and (head.seq < last.seq or head.issued < last.issued):
                 raise RecordRefused(f"site head {head.seq} is older than head {last.seq} (replayed)")
+            if head.seq < self._highest:
+                raise RecordRefused(f"site head {head.seq} is older than head {self._highest}, seen before "
+                                    "(replayed)")
         except RecordRefused as exc:
             self._refuse(str(exc), None)
             return
+        if head.seq > self._highest:
+            self.store.fleet_note_head(head.seq)
+            self._highest = head.seq
         with self._lock:
             self._head = head
             self._head_since_link = True
+            if head.state != self.state.hex():
+                # A newer signed head this door cannot reach: something was missed (a
+                # revocation, perhaps): no grant until it is applied, however fresh the last
+                # confirmation was.
+                self._confirmed = None
 
     def _confirm(self) -> None:
         with self._lock:
@@ -240,12 +326,9 @@ class Replica:
         """Audited, at most AUDIT_PER_MINUTE a minute: anyone who may publish on the broker can
         send garbage, and the audit log must not become the way to fill the disk."""
         self.refusals += 1
-        log.warning("refused a site record: %s", reason)
-        now = time.monotonic()
-        while self._audited and now - self._audited[0] > 60.0:
-            self._audited.popleft()
-        if len(self._audited) < AUDIT_PER_MINUTE:
-            self._audited.append(now)
+        if self._logs.take():
+            log.warning("refused a site record: %s%s", reason, self._logs.note())
+        if self._audits.take():
             self.store.fleet_refused(reason, subject)
 
     # -- decisions ------------------------------------------------------------------------

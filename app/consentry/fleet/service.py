@@ -21,7 +21,7 @@ from ..errors import ConsentryError
 from ..vault.replica import ReplicaSubject
 from . import identity as ids
 from .replica import Replica, Verdict
-from .site import Site, sync_from_vault
+from .site import Site, remove_door, sync_from_vault
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,21 @@ def gallery_updater(galleries: list[tuple[object, str, bool]]) -> OnChange:
     return update
 
 
+def gallery_rekeyer(galleries: list[tuple[object, str, bool]]) -> Callable[[object], None]:
+    """The site renewed its transform (a door was removed): the galleries' templates and
+    probes move with it, as the vault's stored templates do."""
+    def rekey(transform) -> None:
+        for gallery, _purpose, _opted_in_only in list(galleries):
+            gallery.retransform(transform)
+    return rekey
+
+
 class FleetService:
     def __init__(self, vault, mqtt: MqttConfig, cfg: FleetConfig, *, model: str,
-                 on_change: OnChange | None = None, clock: Callable[[], float] = time.time) -> None:
+                 on_change: OnChange | None = None, clock: Callable[[], float] = time.time,
+                 on_rekey: Callable[[object], None] | None = None, client_tag: str = "") -> None:
+        """``client_tag``: a suffix for the MQTT client id, so a command run beside the running
+        appliance (`fleet approve`, `fleet doors`) never takes over its connection."""
         found = ids.load(vault.secret(ids.SECRET), vault.transform)
         if found is None:
             raise ConsentryError("this device belongs to no site (`consentry fleet init` or `fleet join`)")
@@ -56,13 +68,14 @@ class FleetService:
         self._republish = threading.Event()
         self._changed = threading.Event()  # the kiosk's vault changed since its last sync
         self._changed.set()
+        self.on_rekey = on_rekey
         self.site: Site | None = None
         self.replica: Replica | None = None
         if isinstance(found, ids.SiteIdentity):
             self.role = "site"
-            self.site = Site(found, vault, self._publish, clock=clock)
-            self.link = SiteLink(mqtt, f"consentry-site-{found.site}", self.site.topics, self.site.on_message,
-                                 self._kiosk_link)
+            self.site = Site(found, vault, self._publish, clock=clock, heartbeat=cfg.heartbeat_seconds)
+            self.link = SiteLink(mqtt, f"consentry-site-{found.site}{client_tag}", self.site.topics,
+                                 self.site.on_message, self._kiosk_link)
             vault.on_enrol(lambda subject: self._vault_changed())
             vault.on_revoke(lambda subject: self._vault_changed())
         else:
@@ -70,9 +83,9 @@ class FleetService:
             self.on_change = on_change or (lambda added, removed: None)
             self.replica = Replica(found, vault, max_staleness=cfg.max_staleness_seconds,
                                    max_skew=cfg.max_skew_seconds, clock=clock, on_applied=self._applied,
-                                   on_failure=lambda: self.link.resubscribe())
-            self.link = SiteLink(mqtt, f"consentry-door-{found.door}", self.replica.topics, self.replica.offer,
-                                 self.replica.on_link)
+                                   on_failure=lambda: self.link.resubscribe(), on_rekey=self._rekeyed)
+            self.link = SiteLink(mqtt, f"consentry-door-{found.door}{client_tag}", self.replica.topics,
+                                 self.replica.offer, self.replica.on_link)
         self._thread = threading.Thread(target=self._beat, name="fleet", daemon=True)
 
     @property
@@ -97,6 +110,14 @@ class FleetService:
     def _vault_changed(self) -> None:
         self._changed.set()
         self._wake.set()
+
+    def _rekeyed(self, identity: ids.DoorIdentity, transform) -> None:
+        """The transform first: interrupted, the door restarts with the old key, receives the
+        retained grant again and finishes (adopting the same transform twice changes nothing)."""
+        self.vault.adopt_transform(transform)
+        self.vault.put_secret(ids.SECRET, identity.secret())
+        if self.on_rekey is not None:
+            self.on_rekey(transform)
 
     def _applied(self, added: list[ReplicaSubject], removed: list[str]) -> None:
         try:
@@ -131,11 +152,27 @@ class FleetService:
             # 2,000 here): only after a change, not every heartbeat.
             if self._changed.is_set():
                 self._changed.clear()
+                self._follow_rotation()
                 sync_from_vault(self.site, self.vault, self.model)
             self.site.publish_head()
         elif self.link.connected.is_set():
             self._publish(f"{self.replica.prefix}/doors/{self.replica.identity.door}/state",
                           self.replica.report(), True)
+
+    def _follow_rotation(self) -> None:
+        """Another process (`consentry fleet remove`) rotated the site key: issue under it."""
+        found = ids.load(self.vault.secret(ids.SECRET), self.vault.transform)
+        if isinstance(found, ids.SiteIdentity) and found.epoch != self.site.identity.epoch:
+            self.site.follow(found, self.vault.fleet_max_seq())
+
+    def remove_door(self, door: str) -> int:
+        """`consentry fleet remove` and the staff page: see site.remove_door."""
+        if self.site is None:
+            raise ConsentryError("only the site's enrolment kiosk removes doors")
+        count = remove_door(self.site, self.vault, self.model, door)
+        if self.on_rekey is not None:
+            self.on_rekey(self.vault.transform)  # the kiosk's own galleries move too
+        return count
 
     # -- what the appliance asks ----------------------------------------------------------
     def verdict(self) -> Verdict:

@@ -55,6 +55,9 @@ class MemoryLog:
     def fleet_door(self, door: str, public_key: bytes, label: str, status: str) -> None:
         self.doors[door] = (public_key, label, status)
 
+    def fleet_forget_door(self, door: str, why: str) -> None:
+        self.doors.pop(door, None)
+
     def fleet_doors(self) -> list[tuple[str, bytes, str, str]]:
         return [(d, pub, label, status) for d, (pub, label, status) in sorted(self.doors.items())]
 
@@ -67,6 +70,8 @@ class MemoryDoor:
         self.versions: dict[str, tuple[int, str, str]] = dict(versions or {})
         self.arrived: dict[tuple[str, str], float] = {}
         self.refused: list[str] = []
+        self.head_seq = 0
+        self.rekeyed_at = 0.0
         self.changed = threading.Condition()
 
     def fleet_versions(self) -> dict[str, tuple[int, str, str]]:
@@ -86,6 +91,16 @@ class MemoryDoor:
 
     def fleet_refused(self, reason: str, subject: str | None) -> None:
         self.refused.append(reason)
+
+    def fleet_head_seq(self) -> int:
+        return self.head_seq
+
+    def rekey(self, identity, transform) -> None:
+        """A real door re-transforms its stored templates here; this store holds none."""
+        self.rekeyed_at = time.perf_counter()
+
+    def fleet_note_head(self, seq: int) -> None:
+        self.head_seq = seq
 
 
 def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
@@ -116,6 +131,7 @@ class _Sim:
         self.kiosk.wait_connected(10)
         self.site = Site(self.identity, self.log, lambda t, p, r: self.kiosk.publish(t, p, r))
         self.sizes: list[int] = []
+        self.vectors: dict[str, np.ndarray] = {}
         self.subjects = [self.enrol() for _ in range(subjects)]
         self.doors: list[tuple[Replica, MemoryDoor, SiteLink]] = []
         self._stop = threading.Event()
@@ -130,6 +146,7 @@ class _Sim:
     def enrol(self) -> str:
         subject = "s-" + os.urandom(8).hex()
         vectors = (self.rng.standard_normal((5, 128)) * 0.05).astype(np.float32)
+        self.vectors[subject] = vectors
         raw = self.site.enrol(subject, Payload(CONSENT, "sim", vectors), subject)
         self.sizes.append(len(raw))
         return subject
@@ -138,10 +155,53 @@ class _Sim:
         ident = DoorIdentity.create(self.identity.site, self.identity.public)
         ident = DoorIdentity(ident.site, ident.site_public, ident.private_key, self.identity.data_key)
         store = MemoryDoor(warm.versions if warm is not None else None)
-        replica = Replica(ident, store, max_staleness=120, max_skew=30).start()
+        self.log.fleet_door(ident.door, ident.public, "sim", "approved")
+        replica = Replica(ident, store, max_staleness=120, max_skew=30, on_rekey=store.rekey).start()
         link = SiteLink(self.mqtt, f"sim-{ident.door}", replica.topics, replica.offer, replica.on_link).start()
         self.doors.append((replica, store, link))
         return replica, store, link
+
+    def remove(self, n: int, timeout: float = 120.0) -> dict:
+        """Remove the last ``n`` doors as `fleet remove` does; they keep running with all they
+        held. Times the rotation to every remaining door (new key taken and every record on
+        the broker re-sealed), then tries what a removed door could do with what it kept."""
+        from ..vault import crypto
+        from .records import Record, verified
+
+        gone, staying = self.doors[len(self.doors) - n:], self.doors[:len(self.doors) - n]
+        for replica, _, _ in gone:
+            self.site.remove(replica.identity.door)
+        removal_seq = self.site.head().seq
+        change = crypto.random_orthogonal()
+        t0 = time.perf_counter()
+        identity = self.site.identity.rekeyed(change @ self.site.identity.transform)
+        self.site.rekey(identity)  # grants to the remaining doors first
+        live = [s for s, (_, kind, _) in self.log.fleet_versions().items() if kind == "enrol"]
+        self.vectors = {s: (self.vectors[s] @ change.T).astype(np.float32) for s in live}
+        self.site.reseal((s, Payload(CONSENT, "sim", self.vectors[s]), s) for s in live)
+        resealed = time.perf_counter()
+        if not _wait(lambda: all(r.identity.epoch == identity.epoch for r, _, _ in staying), timeout):
+            raise TimeoutError("the rotated key did not reach every remaining door")
+        times = [max(store.rekeyed_at, resealed) - t0 for _, store, _ in staying]
+        late = self.enrol()  # a person enrolled after the removal
+        if not _wait(lambda: all((late, "enrol") in st.arrived for _, st, _ in staying), timeout):
+            raise TimeoutError("an enrolment after the removal did not reach every remaining door")
+        time.sleep(1.0)  # the removed doors have had every chance to take it
+        after = [raw for _s, seq, kind, raw in self.log.fleet_records() if kind == "enrol" and raw]
+        opened = 0
+        for replica, _, _ in gone:
+            for raw in after:  # everything on the broker now: re-sealed, or issued after removal
+                record = Record.parse(verified(replica.identity.verify_key, raw), self.identity.site)
+                try:
+                    Payload.open(replica.identity.data_key, record, self.identity.site)
+                    opened += 1
+                except Exception:  # noqa: BLE001 - not opening is the point
+                    pass
+        grants = sum(1 for replica, store, _ in gone
+                     if late in store.versions and replica.verdict().granting)
+        return {"doors": n, "rotate_to_all_s": {"p50": _pct(times, 0.5), "p99": _pct(times, 0.99)},
+                "records_opened_by_removed": opened, "grants_by_removed": grants,
+                "removed_at_seq": removal_seq, "records_resealed": len(live)}
 
     def synced(self, replica: Replica) -> bool:
         return replica.verdict().granting and replica.state.hex() == self.site.state.hex()
@@ -168,7 +228,8 @@ class _Sim:
         self.kiosk.close()
 
 
-def simulate(doors: int = 50, subjects: int = 10000, samples: int = 30, out: Callable[[str], None] = print) -> dict:
+def simulate(doors: int = 50, subjects: int = 10000, samples: int = 30, out: Callable[[str], None] = print,
+             remove: int = 0) -> dict:
     with tempfile.TemporaryDirectory(prefix="consentry-sim-") as work:
         broker = LocalMosquitto(Path(work), "allow_anonymous true\nmax_queued_messages 0\n").start()
         sim = None
@@ -189,6 +250,10 @@ def simulate(doors: int = 50, subjects: int = 10000, samples: int = 30, out: Cal
                 sim.site.revoke(victim)
                 revoke.append(sim.to_all("revoke", victim, t0))
             refused = sum(len(store.refused) for _, store, _ in sim.doors)
+            removed = None
+            if remove:
+                out(f"removing {remove} door(s): rotating the site key for {doors - remove} remaining door(s)")
+                removed = sim.remove(remove)
         finally:
             if sim is not None:
                 sim.close()
@@ -198,7 +263,7 @@ def simulate(doors: int = 50, subjects: int = 10000, samples: int = 30, out: Cal
             "revoke_to_all_s": {"p50": _pct(revoke, 0.5), "p99": _pct(revoke, 0.99)},
             "bytes_per_record": int(statistics.mean(sim.sizes)), "door_sync_s": one,
             "door_restart_sync_s": {"p50": _pct(restarts, 0.5), "max": _pct(restarts, 1.0)} if restarts else None,
-            "samples": samples, "refused": refused,
+            "samples": samples, "refused": refused, **({"removed": removed} if removed else {}),
             "cpu": _cpu()}
 
 

@@ -104,6 +104,19 @@ class FleetRows:
         with self._txn():
             self.audit.append(self._now(), "site_record_refused", subject, reason=reason[:200])
 
+    def fleet_head_seq(self) -> int:
+        """The highest site head this door has seen (sealed, so it cannot be lowered unnoticed:
+        an old head replayed after a restart is refused)."""
+        with self._lock:
+            blob = self._meta("fleet_head")
+        if blob is None:
+            return 0
+        return int(crypto.unseal(self._secret_key, bytes(blob), "consentry:fleet-head", "the fleet head"))
+
+    def fleet_note_head(self, seq: int) -> None:
+        with self._txn():
+            self._set_meta("fleet_head", crypto.seal(self._secret_key, str(int(seq)).encode(), "consentry:fleet-head"))
+
     def fleet_digests(self, model: str) -> dict[str, str]:
         """subject → a digest of what a site publishes about it (consent fields, purposes and
         template ids), for every intact subject with ``model`` templates: cheap to compare."""
@@ -124,8 +137,14 @@ class FleetRows:
         with self._txn():
             self._conn.execute("INSERT OR REPLACE INTO fleet_doors(door, public_key, label, status, updated) "
                                "VALUES (?,?,?,?,?)", (door, public_key, label[:64], status, self._now()))
-            if status == "approved":
-                self.audit.append(self._now(), "door_approved", door=door)
+            if status in ("approved", "removed"):
+                self.audit.append(self._now(), f"door_{status}", door=door)
+
+    def fleet_forget_door(self, door: str, why: str) -> None:
+        """A join request rejected by staff or expired: the row goes (audited)."""
+        with self._txn():
+            self._conn.execute("DELETE FROM fleet_doors WHERE door=? AND status='pending'", (door,))
+            self.audit.append(self._now(), f"door_{why[:20]}", door=door)
 
     def fleet_doors(self) -> list[tuple[str, bytes, str, str]]:
         with self._lock:
