@@ -193,7 +193,8 @@ class Appliance:
         camera = self.camera.status
         live = [Check("camera", "pass" if camera == "ok" else "fail", f"{camera}, {self.fps():.1f} fps",
                       "" if camera == "ok" else "see `consentry doctor` with the service stopped")]
-        return live + Doctor(self.settings, self._home).run(skip=frozenset({"camera", "gpio", "key"}))
+        doctor = Doctor(self.settings, self._home, thorough=False)  # hashed at start; re-read if changed
+        return live + doctor.run(skip=frozenset({"camera", "gpio", "key"}))
 
     def _liveness_status(self) -> str:
         cfg = self.settings.liveness
