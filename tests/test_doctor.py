@@ -172,3 +172,30 @@ def test_cli_json_report_and_exit_code_is_the_number_of_failures(tmp_path, capsy
     assert code == result["failures"] == sum(c["status"] == "fail" for c in result["checks"])
     assert all(set(c) == {"name", "status", "detail", "hint"} for c in result["checks"])
     assert {c["name"]: c["status"] for c in result["checks"]}["models"] == "pass"
+
+
+def test_the_staff_pages_model_check_rehashes_only_a_file_that_changed(home, tmp_path, monkeypatch):
+    import os
+
+    from consentry import runtime
+
+    models = tmp_path / "models"
+    shutil.copytree(default_models_dir(), models)
+    s = settings(vision={"models_dir": str(models)})
+    reads = []
+    original = runtime.verified_bytes
+    monkeypatch.setattr(runtime, "verified_bytes", lambda entry: reads.append(entry.path.name) or original(entry))
+    assert doctor(home, s=s).models().status == "pass"  # doctor (and start-up) hash every file
+    hashed = len(reads)
+    assert hashed >= 4
+    page = Doctor(s, home, host=FakeHost(**HEALTHY), thorough=False)
+    assert page.models().status == "pass" and len(reads) == hashed  # unchanged: nothing read again
+    victim = models / "face_landmark.tflite"
+    stat = victim.stat()
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))  # same size, and the mtime put back
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    check = page.models()
+    assert check.status == "fail" and "face_landmark" in check.detail and reads[hashed:] == ["face_landmark.tflite"]
+    assert doctor(home, s=s).models().status == "fail"

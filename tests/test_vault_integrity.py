@@ -105,11 +105,35 @@ def test_a_re_pointed_template_is_an_integrity_error_in_the_gallery_identify_and
     assert main(["--home", str(path), "identify", str(image), "--json"]) == 2
     captured = capsys.readouterr()
     assert "integrity error" in captured.err and "unknown" not in captured.out
-    check = Doctor(doctor_settings(), path).vault()
-    assert check.status == "fail" and "integrity error" in check.detail and "integrity ok" not in check.detail
+    for thorough in (True, False):  # `consentry doctor`, and the staff page's quicker pass
+        check = Doctor(doctor_settings(), path, thorough=thorough).vault()
+        assert check.status == "fail" and "integrity error" in check.detail and "integrity ok" not in check.detail
 
 
 def test_doctor_passes_a_sound_store(home):
     path, _ = home
     check = Doctor(doctor_settings(), path).vault()
     assert check.status == "pass" and "integrity ok" in check.detail
+
+
+def test_a_door_with_a_cut_audit_log_says_so_and_its_loop_carries_on(tmp_path, pipeline, astronaut, caplog):
+    from consentry.camera.fake import FakeCamera
+
+    from tests.test_appliance import appliance, settings
+
+    path = tmp_path / "door"
+    KeyFile(path / "master.key").create()
+    vector = pipeline.embed(astronaut, pipeline.faces(astronaut)[0]).vector.copy()
+    pipeline.wipe()
+    with Vault(path, KeyFile(path / "master.key"), create=True) as v:
+        sid = v.enroll("A", consent(), [vector], pipeline.embedder.name)
+    edit(path, "DELETE FROM audit WHERE seq=(SELECT max(seq) FROM audit)")
+    app = appliance(settings(), path, FakeCamera([astronaut], fps=30))
+    app.start()
+    try:
+        with caplog.at_level(logging.ERROR):
+            app._seen(sid)  # what a grant calls: must not raise into the frame's other decisions
+        assert any("not audited" in r.getMessage() and "audit verify" in r.getMessage() for r in caplog.records)
+        assert not app.vault.verify_audit().ok
+    finally:
+        app.stop()

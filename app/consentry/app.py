@@ -26,7 +26,15 @@ from .config import Settings
 from .decide.checkout import CheckoutPolicy
 from .decide.door import DoorPolicy
 from .decide.recognizer import recognizer_from_settings
-from .errors import CameraError, ConfigError, ConsentryError, KeyUnavailable, SubjectNotFound, VaultMissing
+from .errors import (
+    AuditChainBroken,
+    CameraError,
+    ConfigError,
+    ConsentryError,
+    KeyUnavailable,
+    SubjectNotFound,
+    VaultMissing,
+)
 from .match import Gallery, gallery_from_vault, policy_from_config
 from .notify import Notifier
 
@@ -194,7 +202,8 @@ class Appliance:
         camera = self.camera.status
         live = [Check("camera", "pass" if camera == "ok" else "fail", f"{camera}, {self.fps():.1f} fps",
                       "" if camera == "ok" else "see `consentry doctor` with the service stopped")]
-        return live + Doctor(self.settings, self._home).run(skip=frozenset({"camera", "gpio", "key"}))
+        doctor = Doctor(self.settings, self._home, thorough=False)  # hashed at start; re-read if changed
+        return live + doctor.run(skip=frozenset({"camera", "gpio", "key"}))
 
     def _liveness_status(self) -> str:
         cfg = self.settings.liveness
@@ -425,15 +434,23 @@ class Appliance:
     def _seen(self, subject: str) -> None:
         if self.vault is not None:
             self.vault.touch(subject)
-            self.vault.record_access(subject, "granted" if self.settings.profile == "door" else "verified")
+            self._record_access(subject, "granted" if self.settings.profile == "door" else "verified")
 
     def _count_unknown(self) -> None:
         self._unknown += 1
 
     def _flush_unknown(self) -> None:
         if self._unknown and self.vault is not None:
-            self.vault.record_access(None, "unknown", count=self._unknown)
+            self._record_access(None, "unknown", count=self._unknown)
         self._unknown = 0
+
+    def _record_access(self, subject: str | None, decision: str, count: int = 1) -> None:
+        """A broken audit chain refuses the row, loudly, without cutting short the frame's other
+        decisions; doctor and the staff page show the break until the store is restored."""
+        try:
+            self.vault.record_access(subject, decision, count)
+        except AuditChainBroken as exc:
+            log.error("%s access not audited: %s", decision, exc)
 
     def _drain_inbox(self) -> None:
         """Requests from the broker, between frames. A hostile payload may fail in ways no

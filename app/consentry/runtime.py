@@ -128,16 +128,45 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+# Files this process has verified: path -> (size, mtime, ctime, inode, sha256) as they were then.
+_VERIFIED: dict[Path, tuple[int, int, int, int, str]] = {}
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    # ctime and the inode cannot be set back by whoever rewrites the file, unlike the mtime
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+
 def verified_bytes(entry: ModelEntry) -> bytes:
     """The model file's bytes, after checking them against the manifest's sha256."""
     try:
-        content = entry.path.read_bytes()
+        with open(entry.path, "rb") as fh:
+            before = _stamp(os.fstat(fh.fileno()))
+            content = fh.read()
+            unchanged = _stamp(os.fstat(fh.fileno())) == before
     except OSError as exc:
         raise ModelError(f"cannot read model file {entry.path}: {exc.strerror}") from exc
     actual = hashlib.sha256(content).hexdigest()
     if actual != entry.sha256:
+        _VERIFIED.pop(entry.path, None)
         raise ModelIntegrityError(str(entry.path), entry.sha256, actual)
+    if unchanged:
+        _VERIFIED[entry.path] = (*before, entry.sha256)
     return content
+
+
+def check_model(entry: ModelEntry, *, rehash: bool = True) -> None:
+    """Raise unless the file matches the manifest. Without ``rehash``, a file whose size, mtime,
+    ctime and inode are those it had when this process last verified it is not read again
+    (the staff page asks on every load; the models are ~49 MB). Start-up and doctor re-hash."""
+    if not rehash:
+        try:
+            stamp = _stamp(entry.path.stat())
+        except OSError as exc:
+            raise ModelError(f"cannot read model file {entry.path}: {exc.strerror}") from exc
+        if _VERIFIED.get(entry.path) == (*stamp, entry.sha256):
+            return
+    verified_bytes(entry)
 
 
 def _import_backend(runtime: RuntimeName) -> tuple[Any, RuntimeInfo]:
