@@ -633,3 +633,15 @@ def test_cli_commands_beside_a_running_kiosk_do_not_take_its_connection(site, mo
     assert json.loads(buffer.getvalue())["site_key"] == site.fingerprint
     time.sleep(0.5)
     assert False not in drops and site.service.link.connected.is_set()
+
+
+def test_the_staff_page_lists_silent_doors_and_offers_reject_and_remove():
+    from consentry.fleet.site import DoorReport, DoorView
+    from consentry.web.pages import doors_section
+
+    report = DoorReport("d-2", 3, "x", True, None, 0.0)
+    html = doors_section("tok", [DoorView("d-1", "new", "pending", "123 456", None, True),
+                                 DoorView("d-2", "dead", "approved", "1", report, False, False),
+                                 DoorView("d-3", "gone", "removed", "1", None, True)], site_key="ab12:cd34")
+    assert "/admin/doors/reject" in html and "/admin/doors/remove" in html and "not reporting" in html
+    assert "ab12:cd34" in html and "door-silent" in html and html.count("class='remove'") == 1
