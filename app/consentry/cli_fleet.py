@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import secrets
 import signal
 import sys
 import threading
@@ -48,8 +50,6 @@ def cmd_join(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _with_service(args: argparse.Namespace, settings: Settings, body: Callable) -> int:
-    import secrets
-
     from .fleet.service import FleetService
 
     # `serve` is the device's own link; every other command runs beside it with an id of its own
@@ -89,12 +89,8 @@ def _kiosk_running(settings: Settings, site: str) -> bool:
     heads: list[float] = []
 
     def take(topic: str, raw: bytes) -> None:
-        try:
+        with contextlib.suppress(RecordRefused, TypeError, ValueError):  # not a head: not the kiosk's
             heads.append(float(flat(raw, "head", MAX_SMALL_BYTES).get("issued") or 0))
-        except (RecordRefused, TypeError, ValueError):
-            pass
-
-    import secrets
 
     link = SiteLink(settings.mqtt, f"consentry-cli-{secrets.token_hex(4)}", [f"{site_prefix(site)}/head"], take)
     link.start()
