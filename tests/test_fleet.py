@@ -633,3 +633,63 @@ def test_cli_commands_beside_a_running_kiosk_do_not_take_its_connection(site, mo
     assert json.loads(buffer.getvalue())["site_key"] == site.fingerprint
     time.sleep(0.5)
     assert False not in drops and site.service.link.connected.is_set()
+
+
+def test_the_staff_page_lists_silent_doors_and_offers_reject_and_remove():
+    from consentry.fleet.site import DoorReport, DoorView
+    from consentry.web.pages import doors_section
+
+    report = DoorReport("d-2", 3, "x", True, None, 0.0)
+    html = doors_section("tok", [DoorView("d-1", "new", "pending", "123 456", None, True),
+                                 DoorView("d-2", "dead", "approved", "1", report, False, False),
+                                 DoorView("d-3", "gone", "removed", "1", None, True)], site_key="ab12:cd34")
+    assert "/admin/doors/reject" in html and "/admin/doors/remove" in html and "not reporting" in html
+    assert "ab12:cd34" in html and "door-silent" in html and html.count("class='remove'") == 1
+
+
+def test_fleet_remove_and_reject_from_the_cli(site, mosquitto, tmp_path):
+    import contextlib
+    import io
+
+    from consentry.cli import main
+    from consentry.fleet.service import FleetService
+
+    from tests.fleet_rig import open_vault
+
+    keep = Door(site.join("keep"), mqtt_for(mosquitto.port, "keep"))
+    gone = Door(site.join("gone"), mqtt_for(mosquitto.port, "gone"))
+    conf = tmp_path / "kiosk.toml"
+    conf.write_text(f'[mqtt]\nport = {mosquitto.port}\ndevice_id = "kiosk"\n[fleet]\nheartbeat_seconds = 0.3\n'
+                    f'[vault]\nkey_file = "{tmp_path / "kiosk" / "master.key"}"\n')
+    cli = ["--config", str(conf), "--home", str(tmp_path / "kiosk" / "home"), "fleet"]
+    try:
+        before = site.enrol(111)
+        assert wait(lambda: keep.grants(probe(111)) == before and gone.grants(probe(111)) == before, 5)
+        squatter = ids.DoorIdentity.create(site.identity.site, site.identity.public)
+        _publish(mosquitto.port, f"consentry/site/{site.identity.site}/join/{squatter.door}", json.dumps(
+            {"v": 1, "door": squatter.door, "public_key": base64.b64encode(squatter.public).decode()}).encode())
+        assert wait(lambda: squatter.door in {d.door for d in site.service.site.doors()}, 5)
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main([*cli, "reject", squatter.door]) == 0
+        assert squatter.door not in {d.door for d in site.service.site.doors()}
+        assert "door_rejected" in [e["kind"] for e in site.vault.audit_entries()]
+        door = gone.service.replica.identity.door
+        errors = io.StringIO()
+        with contextlib.redirect_stderr(errors):
+            assert main([*cli, "remove", door]) == 2
+        assert "kiosk appliance is running" in errors.getvalue()
+        site.service.close()  # the kiosk appliance stopped
+        time.sleep(1.0)
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main([*cli, "remove", door]) == 0
+        assert wait(lambda: keep.service.replica.identity.epoch == 2 and keep.grants(probe(111)) == before, 5)
+        assert gone.service.replica.identity.epoch == 1
+        site.vault.close()
+        site.vault = open_vault(tmp_path, "kiosk")  # the kiosk appliance started again
+        site.service = FleetService(site.vault, mqtt_for(mosquitto.port, "kiosk"), FAST, model=MODEL).start()
+        after = site.enrol(112)
+        assert wait(lambda: keep.grants(probe(112)) == after, REACH_S)
+        assert gone.grants(probe(112)) is None and not gone.vault.exists(after)
+    finally:
+        keep.close()
+        gone.close()

@@ -85,6 +85,7 @@ def test_staff_approve_a_door_by_code_and_the_door_lets_the_kiosk_enrolment_in(t
             page.fill("#password", PASSWORD)
             page.click("#login")
             page.wait_for_selector("#subjects")
+            sync_api.expect(page.locator("#site-key")).to_contain_text(site_key)
             for _ in range(50):  # the door's retained request reaches the kiosk just after it asks
                 if page.locator("#doors td", has_text=me.door).count():
                     break

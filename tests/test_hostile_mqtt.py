@@ -308,3 +308,47 @@ def test_hostile_broker_retained_poison_and_a_flood_do_not_stop_a_door(open_site
         assert door.vault.verify_audit().ok
     finally:
         door.close()
+
+
+def test_hostile_broker_a_withheld_tombstone_and_an_old_head_stop_grants_when_a_newer_head_arrives(open_site):
+    """A door offline during a revocation; the attacker clears the tombstone, puts back the
+    old head and the old record, and withholds the kiosk's heads. Once one newer head gets
+    through, the door grants nobody (it cannot reach that state), instead of granting the
+    revoked person until the old head is 120 s old."""
+    from tests.broker import Recorder
+    from tests.fleet_rig import Door, mqtt_for, vectors, wait
+
+    site, broker = open_site
+    vault = site.join("door")
+    prefix = f"consentry/site/{site.identity.site}"
+    sid = site.enrol(7)
+    door = Door(vault, mqtt_for(broker.port, "door"))
+    assert wait(lambda: door.grants(vectors(7, 1)[0]) == sid, 5)
+    spy = Recorder(broker.port, f"{prefix}/#")
+    assert spy.wait_for(lambda r: any(t == f"{prefix}/head" for t, _, _ in r.messages))
+    with spy._lock:
+        old_head = next(p for t, p, _ in reversed(spy.messages) if t == f"{prefix}/head")
+        old_record = next(p for t, p, _ in spy.messages if t == f"{prefix}/subject/{sid}" and p)
+    door.close()  # offline
+    site.vault.revoke(sid)
+    assert wait(lambda: site.service.site.head().count == 0, 5)
+    kiosk = site.service.site
+    publish_head = kiosk.publish_head
+    kiosk.publish_head = lambda: kiosk.head()  # the broker (the attacker) withholds the kiosk's heads for now
+    time.sleep(0.5)
+    _hostile_many(broker.port, [(f"{prefix}/revoked/{sid}", b"", True), (f"{prefix}/subject/{sid}", old_record, True),
+                                (f"{prefix}/head", old_head, True)])
+    spy.close()
+    door = Door(vault, mqtt_for(broker.port, "door"))
+    try:
+        # fed only the old head, the door confirms its old state: the window a broker can open
+        assert wait(lambda: door.grants(vectors(7, 1)[0]) == sid, 5)
+        kiosk.publish_head = publish_head  # a newer head gets through
+        assert wait(lambda: door.grants(vectors(7, 1)[0]) is None, 2), "a newer head did not stop the grants"
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            assert door.grants(vectors(7, 1)[0]) is None, "granted a revoked person on a withheld tombstone"
+            time.sleep(0.01)
+        assert door.service.verdict().reason == "fleet_syncing"
+    finally:
+        door.close()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import secrets
 import signal
 import sys
 import threading
@@ -48,8 +50,6 @@ def cmd_join(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _with_service(args: argparse.Namespace, settings: Settings, body: Callable) -> int:
-    import secrets
-
     from .fleet.service import FleetService
 
     # `serve` is the device's own link; every other command runs beside it with an id of its own
@@ -79,7 +79,41 @@ def cmd_approve(args: argparse.Namespace, settings: Settings) -> int:
     return _with_service(args, settings, approve)
 
 
+def _kiosk_running(settings: Settings, site: str) -> bool:
+    """Is the site's kiosk appliance issuing heads right now (a retained head younger than two
+    heartbeats)? A removal must then run inside it (the staff page), which moves its vault's
+    transform and galleries as well."""
+    from .bus.site_link import SiteLink, site_prefix
+    from .fleet.records import MAX_SMALL_BYTES, RecordRefused, flat
+
+    heads: list[float] = []
+
+    def take(topic: str, raw: bytes) -> None:
+        with contextlib.suppress(RecordRefused, TypeError, ValueError):  # not a head: not the kiosk's
+            heads.append(float(flat(raw, "head", MAX_SMALL_BYTES).get("issued") or 0))
+
+    link = SiteLink(settings.mqtt, f"consentry-cli-{secrets.token_hex(4)}", [f"{site_prefix(site)}/head"], take)
+    link.start()
+    try:
+        if not link.wait_connected(10):
+            raise ConsentryError(f"no MQTT broker at {settings.mqtt.host}:{settings.mqtt.port}")
+        time.sleep(0.5)
+    finally:
+        link.close()
+    return bool(heads) and time.time() - max(heads) < 2 * settings.fleet.heartbeat_seconds + 1.0
+
+
 def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
+    from .fleet import identity as ids
+
+    with _vault(args, settings) as vault:
+        found = ids.load(vault.secret(ids.SECRET), vault.transform)
+    if not isinstance(found, ids.SiteIdentity):
+        raise ConsentryError("only the site's enrolment kiosk removes doors")
+    if _kiosk_running(settings, found.site):
+        raise ConsentryError("the kiosk appliance is running: remove the door on its staff page (which moves "
+                             "its gallery too), or stop it and run this again")
+
     def remove(service) -> int:
         count = service.remove_door(args.door)
         time.sleep(0.5)

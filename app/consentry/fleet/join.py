@@ -34,6 +34,7 @@ from .records import (
 )
 
 log = logging.getLogger(__name__)
+ASK_AGAIN_S = 30.0
 
 
 def find_sites(mqtt: MqttConfig, wait: float) -> list[tuple[str, str, bytes]]:
@@ -111,11 +112,15 @@ def join(vault, mqtt: MqttConfig, *, site: str | None, site_key: str, label: str
     try:
         if not link.wait_connected(10):
             raise ConsentryError(f"no MQTT broker at {mqtt.host}:{mqtt.port}")
-        request = {"v": VERSION, "door": door.door, "public_key": b64(door.public), "label": label[:64]}
-        link.publish(f"{prefix}/join/{door.door}", json.dumps(request).encode()).wait_for_publish(10)
+        request = json.dumps({"v": VERSION, "door": door.door, "public_key": b64(door.public),
+                              "label": label[:64]}).encode()
+        link.publish(f"{prefix}/join/{door.door}", request).wait_for_publish(10)
         out(f"door {door.door} asks to join site {site} ({site_label}), signing key {fingerprint(public)}.")
         out(f"code {door.code}: approve this door with that code on the kiosk's staff page")
-        approved, transform = _await_grant(door, granted, arrived, timeout)
+        # asked again now and then: a kiosk busy refusing a squatter's requests (10 a minute) or
+        # one that expired this request lists it once there is room
+        approved, transform = _await_grant(door, granted, arrived, timeout,
+                                           lambda: link.publish(f"{prefix}/join/{door.door}", request))
         vault.adopt_transform(transform)
         vault.put_secret(ids.SECRET, approved.secret())
         link.publish(f"{prefix}/join/{door.door}", b"").wait_for_publish(10)
@@ -126,11 +131,13 @@ def join(vault, mqtt: MqttConfig, *, site: str | None, site_key: str, label: str
 
 
 def _await_grant(door: ids.DoorIdentity, granted: list[bytes], arrived: threading.Event,
-                 timeout: float) -> tuple[ids.DoorIdentity, object]:
+                 timeout: float, ask_again: Callable[[], object]) -> tuple[ids.DoorIdentity, object]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not arrived.wait(max(0.0, deadline - time.monotonic())):
-            break
+        if not arrived.wait(min(ASK_AGAIN_S, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() < deadline:
+                ask_again()
+            continue
         arrived.clear()
         while granted:
             raw = granted.pop(0)

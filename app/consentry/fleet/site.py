@@ -109,6 +109,7 @@ class Site:
         self._logs = Budget(20)  # anyone on the broker may send join requests and reports
         self._joins = Budget(JOINS_PER_MINUTE)
         self._pending_since: dict[str, float] = {}
+        self._rejected: set[str] = set()  # its retained request may still be in flight to us
         self.report_timeout = REPORT_MISSES * heartbeat + 5.0
 
     @property
@@ -197,7 +198,7 @@ class Site:
         door = door_id(public)
         self.expire_pending()
         known = {d: status for d, _, _, status in self.log.fleet_doors()}
-        if door in known:
+        if door in known or door in self._rejected:
             return
         if sum(1 for s in known.values() if s == "pending") >= MAX_PENDING:
             self._ignored(f"a join request: {MAX_PENDING} doors already wait for approval")
@@ -226,6 +227,8 @@ class Site:
             raise ConsentryError(f"no door {door} waits for approval")
         self.log.fleet_forget_door(door, "rejected")
         self._pending_since.pop(door, None)
+        if len(self._rejected) < 10_000:
+            self._rejected.add(door)
         self.publish(f"{self.prefix}/join/{door}", b"", True)
 
     def _door_report(self, raw: bytes) -> None:

@@ -178,26 +178,35 @@ def admin_login(csrf: str, error: str = "") -> str:
     return layout("Staff login", body)
 
 
-def doors_section(csrf: str, doors: list | None, note: str = "") -> str:
-    """A site kiosk's doors (fleet.site.DoorView): in step or behind; pending ones approved by
-    the code each shows."""
+def doors_section(csrf: str, doors: list | None, note: str = "", site_key: str = "") -> str:
+    """A site kiosk's doors (fleet.site.DoorView): in step, behind or not reporting; pending
+    ones approved by the code each shows, or rejected; approved ones removed (the site key
+    rotates). ``site_key``: the signing key's fingerprint a door needs to join."""
     if doors is None:
         return ""
     rows = []
     for d in doors:
+        hidden = f"<input type='hidden' name='door' value='{escape(d.door)}'>"
         if d.status == "pending":
-            state = form("/admin/doors/approve", csrf, f"<input type='hidden' name='door' value='{escape(d.door)}'>"
-                         "<label>Code shown on the door <input name='code' inputmode='numeric' required></label>"
-                         "<button class='approve'>Approve</button>")
-        elif d.report is None:
-            state = "no report yet"
+            state = (form("/admin/doors/approve", csrf, hidden + "<label>Code shown on the door <input name='code' "
+                          "inputmode='numeric' required></label><button class='approve'>Approve</button>")
+                     + form("/admin/doors/reject", csrf, hidden + "<button class='reject'>Reject</button>"))
+        elif d.status == "removed":
+            state = "removed"
+        elif not d.reporting:
+            state = "not reporting"
         else:
             state = ("behind" if d.behind else "in step") + (" — granting" if d.report.granting else
                                                              f" — not granting ({escape(str(d.report.reason))})")
-        rows.append(f"<tr class='door-{'behind' if d.behind else 'ok'}'><td class='sid'>{escape(d.door)}</td>"
+        if d.status == "approved":
+            state += form("/admin/doors/remove", csrf, hidden + "<button class='remove'>Remove</button>")
+        kind = "silent" if d.status == "approved" and not d.reporting else "behind" if d.behind else "ok"
+        rows.append(f"<tr class='door-{kind}'><td class='sid'>{escape(d.door)}</td>"
                     f"<td>{escape(d.label)}</td><td>{escape(d.status)}</td><td>{state}</td></tr>")
     message = f"<p class='error' id='doors-note'>{escape(note)}</p>" if note else ""
-    return (f"<h2>Doors ({len(doors)})</h2>{message}<table id='doors'><tr><th>Door</th><th>Label</th>"
+    key = (f"<p id='site-key'>Site signing key: <code>{escape(site_key)}</code> "
+           "(a door joins with <code>consentry fleet join --site-key</code> and this)</p>") if site_key else ""
+    return (f"<h2>Doors ({len(doors)})</h2>{key}{message}<table id='doors'><tr><th>Door</th><th>Label</th>"
             f"<th>Status</th><th>State</th></tr>{''.join(rows)}</table>")
 
 

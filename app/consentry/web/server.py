@@ -248,7 +248,10 @@ class WebApp:
         audit = self.vault.audit_entries(30) if self.vault else []
         health = {**self.health(), "CPU temperature": cpu_temperature()}
         site = self.fleet.site if self.fleet is not None else None
-        doors = pages.doors_section(session.csrf, site.doors() if site else None, note)
+        from ..fleet.records import fingerprint
+
+        doors = pages.doors_section(session.csrf, site.doors() if site else None, note,
+                                    fingerprint(site.identity.public) if site else "")
         return Response(pages.admin_dashboard(session.csrf, subjects, audit, report, health,
                                               retention_schedule(self.settings), names, self.checks(), doors))
 
@@ -263,6 +266,21 @@ class WebApp:
         except ConsentryError as exc:
             return self.admin(session, {}, client, note=str(exc))
         self.sessions.succeeded(client, "door-code")
+        return redirect("/admin")
+
+    def admin_reject_door(self, session, form, client):
+        return self._door_action(session, client, lambda door: self.fleet.site.reject(door), form)
+
+    def admin_remove_door(self, session, form, client):
+        return self._door_action(session, client, self.fleet.remove_door, form)
+
+    def _door_action(self, session, client, act, form):
+        if not session.admin or self.fleet is None or self.fleet.site is None:
+            return redirect("/admin")
+        try:
+            act(form.get("door", ""))
+        except ConsentryError as exc:
+            return self.admin(session, {}, client, note=str(exc))
         return redirect("/admin")
 
     def admin_login(self, session, form, client):
@@ -309,6 +327,7 @@ class WebApp:
         ("GET", "/admin"): admin, ("POST", "/admin/login"): admin_login, ("POST", "/admin/logout"): admin_logout,
         ("POST", "/admin/names"): admin_names, ("POST", "/admin/revoke"): admin_revoke,
         ("POST", "/admin/audit/verify"): admin_verify, ("POST", "/admin/doors/approve"): admin_approve_door,
+        ("POST", "/admin/doors/reject"): admin_reject_door, ("POST", "/admin/doors/remove"): admin_remove_door,
     }
 
 
