@@ -22,6 +22,9 @@ SIGNED_META = ("salt", "deployment", "key_check", "audit_key", "transform")
 SIGNED_SUBJECT = ("id", "purposes", "identify_opt_in", "created", "last_seen", "consent_id", "consent_version",
                   "consent_sha256", "consent_given_at", "consent_method", "witnessed_by", "retention_days",
                   "age_statement", "revocation_tag")
+# Columns signed only once they are set, so rows signed before they existed keep their MAC;
+# setting or clearing one changes the MAC all the same. card_tag: vault/cards.py.
+SIGNED_SUBJECT_OPTIONAL = ("card_tag",)
 MACS_SINCE = 3
 
 
@@ -46,13 +49,17 @@ class SubjectSigner:
         self._key = crypto.derive(master, "subject-mac")
 
     def _mac(self, subject: str) -> bytes | None:
-        row = self._conn.execute(f"SELECT {', '.join(SIGNED_SUBJECT)} FROM subjects WHERE id=?",  # noqa: S608
+        columns = SIGNED_SUBJECT + SIGNED_SUBJECT_OPTIONAL
+        row = self._conn.execute(f"SELECT {', '.join(columns)} FROM subjects WHERE id=?",  # noqa: S608
                                  (subject,)).fetchone()
         if row is None:
             return None
         templates = [r[0] for r in self._conn.execute(
             "SELECT id || ':' || model FROM templates WHERE subject_id=? ORDER BY id", (subject,))]
-        body = json.dumps([None if v is None else str(v) for v in row] + templates).encode()
+        fixed, optional = row[:len(SIGNED_SUBJECT)], row[len(SIGNED_SUBJECT):]
+        extra = [f"{name}={value}" for name, value in zip(SIGNED_SUBJECT_OPTIONAL, optional, strict=True)
+                 if value is not None]
+        body = json.dumps([None if v is None else str(v) for v in fixed] + templates + extra).encode()
         return hmac.new(self._key, body, hashlib.sha256).digest()
 
     def sign(self, subject: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import VaultError, VaultMissing
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 TABLES = frozenset({"meta", "subjects", "templates", "audit", "credentials", "commands", "fleet", "fleet_doors"})
 
 MIGRATIONS: dict[int, str] = {
@@ -71,6 +71,13 @@ MIGRATIONS: dict[int, str] = {
                         digest TEXT NOT NULL, record BLOB);
     CREATE TABLE fleet_doors (door TEXT PRIMARY KEY, public_key BLOB NOT NULL, label TEXT NOT NULL,
                               status TEXT NOT NULL, updated TEXT NOT NULL);
+    """,
+    # 5: a subject's access-control panel credential (vault/cards.py): the card sealed with the
+    # subject's data key, and a keyed hash of it, unique, so one card names one subject.
+    5: """
+    ALTER TABLE subjects ADD COLUMN card_ct BLOB;
+    ALTER TABLE subjects ADD COLUMN card_tag TEXT;
+    CREATE UNIQUE INDEX subjects_card ON subjects(card_tag);
     """,
 }
 
