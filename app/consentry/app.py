@@ -37,6 +37,7 @@ from .errors import (
 )
 from .match import Gallery, gallery_from_vault, policy_from_config
 from .notify import Notifier
+from .panel import open_output, panel_health
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,8 @@ class Appliance:
                 "camera": self.camera.status, "broker": link, "profile": self.settings.profile,
                 "liveness": self._liveness_status(),
                 "enrolled for this profile": len(self.gallery.subjects),
-                **({"site": self.fleet.status()} if self.fleet is not None else {})}
+                **({"site": self.fleet.status()} if self.fleet is not None else {}),
+                **panel_health(getattr(self, "door", None))}
 
     def checks(self) -> list:
         """`consentry doctor`'s checks for the staff page, from inside the running appliance: the
@@ -214,14 +216,8 @@ class Appliance:
     def _start_profile(self, model: str) -> None:
         s = self.settings
         if s.profile == "door":
-            from .io.door import Door, pin_factory
-
-            factory = self._pin_factory or pin_factory(s.door.pin_factory)
-            try:
-                self.door = Door(s.door, factory, listener=self._door_event)
-            except ConfigError as exc:
-                self.out(f"{exc}: simulating the door")
-                self.door = Door(s.door, pin_factory("mock"), listener=self._door_event)
+            self.door = open_output(s, self.vault, pin_factory=self._pin_factory, listener=self._door_event,
+                                    out=self.out, on_feedback=lambda *what: self.kiosk.panel_feedback(*what))
             self._closers.append(self.door.close)
             self.bus.publish_state("state/lock", "locked")
             self.policy = DoorPolicy(s.door, self.door, self._publish, on_grant=self._seen,

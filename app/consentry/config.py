@@ -204,6 +204,9 @@ class PanelConfig(_Strict):
     pulse_us: int = Field(50, ge=20, le=200, description="Wiegand pulse width, microseconds (panels expect 50-100).")
     interval_us: int = Field(2000, ge=200, le=20000, description="Wiegand time from one pulse to the next, "
                              "microseconds (panels expect 1000-2000).")
+    pulse_level: Literal["high", "low"] = Field("high", description="Wiegand: pin level during a pulse; `high` "
+                                                 "for the usual open-collector transistor stage (which pulls the "
+                                                 "panel's line low), `low` for a non-inverting level shifter.")
     pulse_backend: Literal["auto", "lgpio", "mock"] = Field("auto", description="Wiegand pulse output: `lgpio` "
                                                              "(Pi 4 and Pi 5), `mock` records the pulses; `auto` "
                                                              "tries lgpio then the mock with a warning.")

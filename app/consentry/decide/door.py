@@ -102,7 +102,7 @@ class DoorPolicy:
 
     def _grant(self, r: TrackResult, latency_ms: float, liveness: str) -> None:
         self._last_grant[r.subject] = self.clock()
-        self.door.unlock(self.cfg.unlock_seconds)
+        self.door.unlock(self.cfg.unlock_seconds, subject=r.subject)  # a panel output sends that subject's card
         self.grants += 1
         self.publish("event/access", messages.access_event("granted", r.subject, r.distance, latency_ms, r.track_id,
                                                            liveness=liveness))

@@ -78,6 +78,15 @@ class KioskState:
         with self.lock:
             self.decision = {"decision": decision, "at": time.time()}
 
+    def panel_feedback(self, kind: str, value: str) -> None:
+        """What an access-control panel signals back (panel/): a green or red reader LED is the
+        verdict the kiosk shows (the panel decides now); its text is shown as advice."""
+        if kind == "led" and value in ("green", "red"):
+            self.record_decision("granted" if value == "green" else "denied")
+        elif kind == "text":
+            with self.lock:
+                self.advice = value or None
+
     def kiosk_view(self) -> dict:
         with self.lock:
             recent = self.decision if self.decision and time.time() - self.decision["at"] < 4.0 else None

@@ -1,0 +1,192 @@
+"""The OSDP reader against libosdp's own ControlPanel on a pty: Secure Channel with the
+configured key only, exactly one read of exactly the card, nothing for anyone else, a panel
+restart and a pulled cable survived, garbage on the line never ends the reader."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import time
+
+import osdp
+import pytest
+from consentry.config import PanelConfig
+from consentry.errors import ConfigError
+from consentry.panel.formats import Card, decode, encode, unpack
+from consentry.panel.osdp_reader import OsdpReader, parse_scbk
+
+from tests.panel_rig import Panel, Pty
+
+KEY = bytes.fromhex("8f3a61c2d94be07512aa03f6c8e1b4d7")
+WRONG = bytes.fromhex("00112233445566778899aabbccddeeff")
+CARD = Card(17, 40961)
+ADDRESS = 5
+
+
+def cards(subject: str) -> Card | None:
+    return CARD if subject == "s-enrolled" else None
+
+
+@pytest.fixture
+def line():
+    pty = Pty()
+    yield pty
+    pty.close()
+
+
+def reader_on(port: str, scbk: bytes | None = KEY, **cfg) -> OsdpReader:
+    config = PanelConfig(kind="osdp", port=port, address=ADDRESS, facility=17, **cfg)
+    return OsdpReader(config, scbk, cards).start()
+
+
+def no_read_within(panel: Panel, seconds: float) -> bool:
+    time.sleep(seconds)
+    return panel.reads.empty()
+
+
+def read_card(event: dict) -> Card:
+    assert event["format"] == osdp.CardFormat.Wiegand and event["length"] == 26
+    return decode("h10301", unpack(event["data"], event["length"]))
+
+
+def test_the_configured_key_brings_up_the_channel_and_a_grant_is_one_read_of_that_card(line):
+    reader = reader_on(line.path)
+    panel = Panel(line, ADDRESS, KEY)
+    try:
+        assert panel.wait_secure(), "secure channel did not come up with the right SCBK"
+        assert reader.link().secure
+        reader.unlock(3.0, subject="s-enrolled")
+        event = panel.reads.get(timeout=10)
+        assert read_card(event) == CARD  # decode() checks both parity bits
+        assert event["data"] == encode("h10301", CARD).packed()
+        reader.unlock(3.0, subject="s-no-card")  # matched but no card registered
+        reader.unlock(3.0, reason="egress")  # nothing that is not a grant goes on the line
+        reader.unlock(3.0, subject=None)
+        assert no_read_within(panel, 2.0), "exactly one read per grant"
+        assert reader.sent == 1
+    finally:
+        panel.close()
+        reader.close()
+
+
+def test_a_wrong_key_never_brings_up_the_channel_and_nothing_is_sent(line):
+    reader = reader_on(line.path)
+    panel = Panel(line, ADDRESS, WRONG)
+    try:
+        assert not panel.wait_secure(timeout=10), "secure channel came up with the wrong SCBK"
+        assert not panel.online()
+        reader.unlock(3.0, subject="s-enrolled")
+        assert reader.refused == 1 and reader.sent == 0
+        assert no_read_within(panel, 2.0)
+        assert "offline" in reader.status()
+    finally:
+        panel.close()
+        reader.close()
+
+
+def test_a_plain_panel_gets_nothing_unless_plain_is_allowed(line):
+    reader = reader_on(line.path)
+    panel = Panel(line, ADDRESS, None)  # a panel configured without Secure Channel
+    try:
+        time.sleep(6)
+        assert not panel.online(), "a Secure-Channel-only reader answered a plain panel"
+        reader.unlock(3.0, subject="s-enrolled")
+        assert no_read_within(panel, 1.0)
+    finally:
+        panel.close()
+        reader.close()
+    reader = reader_on(line.path, scbk=None, allow_plain=True)
+    panel = Panel(line, ADDRESS, None)
+    try:
+        assert panel.cp.online_wait(ADDRESS, timeout=15)
+        reader.unlock(3.0, subject="s-enrolled")
+        assert read_card(panel.reads.get(timeout=10)) == CARD
+        assert "PLAIN" in reader.status() and "WARNING" in reader.status()
+    finally:
+        panel.close()
+        reader.close()
+
+
+def test_no_key_and_no_allow_plain_refuses_to_start(line):
+    with pytest.raises(ConfigError, match="panel key --set"):
+        reader_on(line.path, scbk=None)
+    with pytest.raises(ConfigError, match="SCBK-D"):
+        parse_scbk("303132333435363738393A3B3C3D3E3F")
+    with pytest.raises(ConfigError, match="16 bytes"):
+        parse_scbk("abcd")
+    assert parse_scbk("8f:3a:61:c2:d9:4b:e0:75:12:aa:03:f6:c8:e1:b4:d7") == KEY
+
+
+def test_a_panel_restart_and_a_pulled_cable_are_survived(tmp_path):
+    """The port is a symlink (as /dev/serial/by-id/... is): pulling the cable removes the
+    device, replugging brings a new one at the same path."""
+    port = tmp_path / "ttyRS485"
+    first = Pty()
+    os.symlink(first.path, port)
+    reader = reader_on(str(port))
+    panel = Panel(first, ADDRESS, KEY)
+    try:
+        assert panel.wait_secure()
+        panel.close()  # the panel restarts
+        time.sleep(2.5)
+        assert not reader.link().online, "a silent line must count as down at once"
+        reader.unlock(3.0, subject="s-enrolled")  # granted while the panel is away: never delivered late
+        panel = Panel(first, ADDRESS, KEY)
+        assert panel.wait_secure()
+        assert no_read_within(panel, 2.0), "a grant made while the panel was down arrived late"
+        reader.unlock(3.0, subject="s-enrolled")
+        assert read_card(panel.reads.get(timeout=10)) == CARD
+        panel.close()
+        os.unlink(port)  # the cable is pulled
+        first.close()
+        time.sleep(2.0)
+        assert reader.alive and not reader.link().online
+        second = Pty()  # and plugged back in
+        os.symlink(second.path, port)
+        panel = Panel(second, ADDRESS, KEY)
+        assert panel.wait_secure(timeout=40), f"no secure channel after the replug: {reader.status()}"
+        reader.unlock(3.0, subject="s-enrolled")
+        assert read_card(panel.reads.get(timeout=10)) == CARD
+        second.close()
+    finally:
+        panel.close()
+        reader.close()
+
+
+def _garbage(rng: random.Random) -> bytes:
+    kind = rng.randrange(4)
+    if kind == 0:
+        return rng.randbytes(rng.randint(1, 200))
+    head = bytes([0x53, ADDRESS, rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 0x0F)])
+    if kind == 1:  # an OSDP-looking header, truncated
+        return head[:rng.randint(1, 5)]
+    if kind == 2:  # a header with a random body and a wrong checksum
+        return head + rng.randbytes(rng.randint(0, 120))
+    return bytes([0x53, 0x7F]) + rng.randbytes(rng.randint(0, 40))  # broadcast address, junk
+
+
+def test_garbage_from_the_panel_side_never_ends_the_reader_or_leaks_a_card(line):
+    reader = reader_on(line.path, scbk=None, allow_plain=True)  # plain: a leak would be readable
+    rng = random.Random(20)
+    heard = bytearray()
+    try:
+        end = time.monotonic() + 8.0
+        while time.monotonic() < end:
+            with contextlib.suppress(BlockingIOError):
+                os.write(line.master, _garbage(rng))
+            time.sleep(rng.choice((0.0, 0.005, 0.03)))
+            with contextlib.suppress(BlockingIOError, OSError):
+                heard += os.read(line.master, 4096)
+        assert reader.alive, "garbage ended the reader's polling thread"
+        assert encode("h10301", CARD).packed() not in bytes(heard)
+        assert reader.sent == 0
+        panel = Panel(line, ADDRESS, None)  # and a real panel still gets its read afterwards
+        try:
+            assert panel.cp.online_wait(ADDRESS, timeout=15)
+            reader.unlock(3.0, subject="s-enrolled")
+            assert read_card(panel.reads.get(timeout=10)) == CARD
+        finally:
+            panel.close()
+    finally:
+        reader.close()
