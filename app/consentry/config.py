@@ -196,8 +196,11 @@ class PanelConfig(_Strict):
                               "printed at start and shown on the health page.")
     install_seconds: float = Field(300.0, gt=0, le=3600, description="`consentry panel key --install-mode`: how "
                                    "long the reader accepts one KEYSET from the panel.")
-    send_within_seconds: float = Field(2.0, gt=0, le=30, description="A card read the panel has not collected "
-                                       "within this time is withdrawn (a grant is never delivered late).")
+    send_within_seconds: float = Field(2.0, gt=0, le=30, description="A grant's card read waits at most this "
+                                       "long for the link to be up, and is withdrawn if the panel has not collected "
+                                       "it this long after: a grant is never delivered late.")
+    connect_wait_seconds: float = Field(5.0, ge=0, le=60, description="At start, how long the appliance waits "
+                                        "for the panel to bring the OSDP link up before it watches the camera.")
     d0_pin: str = Field("GPIO5", description="Wiegand DATA0 output pin (gpiozero name; through an open-collector "
                         "or level-shifting stage to the panel's 5 V input).")
     d1_pin: str = Field("GPIO6", description="Wiegand DATA1 output pin.")

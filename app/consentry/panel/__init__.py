@@ -57,8 +57,9 @@ def open_output(settings: Settings, vault, *, pin_factory=None, listener=None, o
 
         reader = OsdpReader(cfg, scbk, card_lookup(vault), listener=listener, on_feedback=on_feedback,
                             on_keyset=keep_key).start()
+        link = reader.wait_link(cfg.connect_wait_seconds)
         out(f"panel: OSDP reader at address {cfg.address} on {cfg.port} ({cfg.card_format}, "
-            f"{'secure channel required' if not cfg.allow_plain else 'plain allowed'})")
+            f"{'secure channel required' if not cfg.allow_plain else 'plain allowed'}): {link}")
         return reader
     if kind == "wiegand":
         from .wiegand import WiegandOutput, pulse_writer

@@ -167,6 +167,8 @@ class OsdpReader:
         self.refused = 0
         self.feedback: dict[str, str] = {}
         self._last_submit = 0
+        self._pending: tuple[float, dict, str] | None = None
+        self._pending_lock = threading.Lock()
         self.line = SerialLine(cfg.port, cfg.baud)
         flags = [] if cfg.allow_plain else [osdp.LibFlag.EnforceSecure]
         if install:
@@ -199,6 +201,10 @@ class OsdpReader:
             except Exception:  # noqa: BLE001 - the reader outlives anything the line or the library throw
                 log.exception("OSDP refresh failed; carrying on")
                 time.sleep(0.5)
+            try:
+                self._try_send()
+            except Exception:  # noqa: BLE001
+                log.exception("OSDP send failed; carrying on")
             self._stop.wait(POLL_SECONDS)
 
     @property
@@ -252,14 +258,30 @@ class OsdpReader:
             self.listener("credential_missing", {})
             return
         frame = encode(self.cfg.card_format, card, self.cfg.raw_bits)
-        link = self.link()
-        if not link.online or not (link.secure or self.cfg.allow_plain):
-            self.refused += 1
-            log.warning("grant for %s not sent: panel link %s", subject, link)
-            self.listener("credential_not_sent", {"reason": "panel link down" if not link.online else "not secure"})
-            return
         event = {"event": osdp.Event.CardRead, "reader_no": 0, "direction": 0, "format": osdp.CardFormat.Wiegand,
                  "length": frame.length, "data": frame.packed()}
+        with self._pending_lock:  # a newer grant replaces one still waiting for the link
+            self._pending = (self.clock() + self.cfg.send_within_seconds, event, subject)
+        self._try_send()
+
+    def _try_send(self) -> None:
+        """Queue the waiting read once the link is up (and secure); past its window it is dropped.
+        From a grant and from every poll, so a link that comes up a moment late still gets it."""
+        with self._pending_lock:
+            if self._pending is None:
+                return
+            deadline, event, subject = self._pending
+            link = self.link()
+            if self.clock() > deadline:
+                self._pending = None
+                self.refused += 1
+                log.warning("grant for %s not sent within %.1f s: panel link %s", subject,
+                            self.cfg.send_within_seconds, link)
+                self._notify("credential_not_sent", {"reason": "panel link down" if not link.online else "not secure"})
+                return
+            if not link.online or not (link.secure or self.cfg.allow_plain):
+                return
+            self._pending = None
         with self._pd.lock:
             self._pd.ctx.flush_events()  # nothing older than this grant may follow it onto the line
             ok = self._pd.ctx.submit_event(event)
@@ -269,12 +291,27 @@ class OsdpReader:
             return
         self.sent += 1
         self._last_submit += 1
-        stamp = self._last_submit
-        timer = threading.Timer(self.cfg.send_within_seconds, self._withdraw, args=(stamp,))
+        timer = threading.Timer(self.cfg.send_within_seconds, self._withdraw, args=(self._last_submit,))
         timer.daemon = True
         self._timers = [t for t in self._timers if t.is_alive()] + [timer]
         timer.start()
-        self.listener("credential_sent", {})
+        self._notify("credential_sent", {})
+
+    def _notify(self, kind: str, detail: dict) -> None:
+        try:
+            self.listener(kind, detail)
+        except Exception:  # noqa: BLE001 - the bus's trouble is not the line's
+            log.exception("door event %s could not be published", kind)
+
+    def wait_link(self, timeout: float) -> LinkStatus:
+        """Up to ``timeout`` seconds for the panel to bring the link up (at start)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            link = self.link()
+            if link.online and (link.secure or self.cfg.allow_plain):
+                return link
+            time.sleep(0.1)
+        return self.link()
 
     def _withdraw(self, stamp: int) -> None:
         """The panel had the read's window to collect it; a read still queued is dropped."""

@@ -1,0 +1,92 @@
+"""`consentry run --profile door` with `[panel] kind = "osdp"` on a pty, against libosdp's own
+ControlPanel: the shared webcam person, enrolled with a card, is read once as exactly that card;
+a clip of strangers puts nothing on the line; after revocation the person's clip reads nothing.
+Real models, real vault, the real pipeline on the shared clips."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+from consentry.cli import main
+from consentry.panel.formats import Card, decode, unpack
+
+from tests.panel_rig import Panel, Pty
+from tests.test_end_to_end import ROOT, frames_of
+
+KEY_HEX = "8f3a61c2d94be07512aa03f6c8e1b4d7"
+ADDRESS = 9
+
+
+@pytest.fixture
+def line():
+    pty = Pty()
+    yield pty
+    pty.close()
+
+
+@pytest.fixture
+def enrolled(tmp_path, faces_dir, capsys):
+    """Person A enrolled with card 40961 at facility 17 from 6 frames of the first webcam clip."""
+    home = tmp_path / "home"
+    shots = []
+    for i, bgr in enumerate(frames_of(faces_dir / "video" / "webcam_person_a_1.wmv", 45, 6)):
+        shot = tmp_path / f"enrol-{i}.png"
+        cv2.imwrite(str(shot), bgr)
+        shots.append(str(shot))
+    assert main(["--home", str(home), "keys", "init"]) == 0
+    code = main(["--home", str(home), "enroll", "--name", "Person A", "--consent",
+                 str(ROOT / "deploy" / "consent" / "door.txt"), "--yes", "--json", "--card", "40961",
+                 "--facility", "17", *shots])
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    for shot in shots:
+        Path(shot).unlink()
+    assert code == 0 and result["templates"] >= 3
+    assert main(["--home", str(home), "panel", "key", "--set", KEY_HEX]) == 0
+    out = capsys.readouterr().out
+    assert KEY_HEX not in out and "fingerprint" in out
+    return home, result["subject"]
+
+
+def run_clip(home: Path, clip: Path, tmp_path: Path, port: str, frames: int | None = None) -> None:
+    config = tmp_path / "consentry.toml"
+    config.write_text("[door]\nunlock_seconds = 0.5\ncooldown_seconds = 120.0\n[mqtt]\nenabled = false\n"
+                      f"[panel]\nkind = \"osdp\"\nport = \"{port}\"\naddress = {ADDRESS}\nfacility = 17\n")
+    argv = ["--config", str(config), "--home", str(home), "run", "--source", f"file:{clip}", "--exit-at-end",
+            "--profile", "door"]
+    assert main(argv + (["--frames", str(frames)] if frames else [])) == 0
+
+
+def reads(panel: Panel, settle: float = 2.0) -> list[dict]:
+    time.sleep(settle)
+    out = []
+    while not panel.reads.empty():
+        out.append(panel.reads.get())
+    return out
+
+
+def test_the_enrolled_person_is_read_once_strangers_and_the_revoked_never(enrolled, faces_dir, tmp_path, line,
+                                                                           capsys):
+    home, subject = enrolled
+    panel = Panel(line, ADDRESS, bytes.fromhex(KEY_HEX))
+    try:
+        run_clip(home, faces_dir / "video" / "webcam_person_a_2.wmv", tmp_path, line.path)
+        got = reads(panel)
+        out = capsys.readouterr().out
+        assert "granted: " + subject in out
+        assert len(got) == 1, f"expected exactly one card read, got {len(got)}"
+        assert got[0]["length"] == 26 and decode("h10301", unpack(got[0]["data"], 26)) == Card(17, 40961)
+        assert "40961" not in out  # the card number is never printed
+
+        run_clip(home, faces_dir / "video" / "multi_face.avi", tmp_path, line.path, frames=150)
+        assert reads(panel) == [], "strangers put a card read on the line"
+
+        assert main(["--home", str(home), "revoke", subject]) == 0
+        run_clip(home, faces_dir / "video" / "webcam_person_a_2.wmv", tmp_path, line.path)
+        assert reads(panel) == [], "a revoked subject's card was read"
+        assert "granted" not in capsys.readouterr().out
+    finally:
+        panel.close()
