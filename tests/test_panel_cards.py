@@ -78,3 +78,32 @@ def test_rows_signed_before_cards_keep_their_mac(vault):
     vault.set_card(a, Card(3, 4))
     vault.set_card(a, None)
     assert vault.subjects()[0].intact and vault.card(a) is None
+
+
+def test_cli_subjects_card_and_panel_key(tmp_path, capsys):
+    from consentry.cli import main
+
+    home = tmp_path / "cli-home"
+    assert main(["--home", str(home), "keys", "init"]) == 0
+    with Vault(home, KeyFile(home / "master.key")) as v:
+        a = v.enroll("A", consent(), vectors(1), MODEL)
+        b = v.enroll("B", consent(), vectors(2), MODEL)
+    assert main(["--home", str(home), "subjects", "card", a, "40961"]) == 0
+    assert main(["--home", str(home), "subjects", "card", b, "40961"]) == 2  # in use: refused
+    assert main(["--home", str(home), "subjects", "card", b, "70000"]) == 2  # too big for h10301
+    assert "0-65535" in capsys.readouterr().err
+    assert main(["--home", str(home), "subjects", "card", b, "40961", "--facility", "3"]) == 0
+    assert main(["--home", str(home), "panel", "key"]) == 0
+    assert "not set" in capsys.readouterr().out
+    assert main(["--home", str(home), "panel", "key", "--set", "303132333435363738393a3b3c3d3e3f"]) == 2
+    assert main(["--home", str(home), "panel", "key", "--set", "8f3a61c2d94be07512aa03f6c8e1b4d7"]) == 0
+    assert main(["--home", str(home), "panel", "key"]) == 0
+    out = capsys.readouterr().out
+    assert "fingerprint" in out and "8f3a61c2" not in out
+    with Vault(home, KeyFile(home / "master.key")) as v:
+        assert v.card(a) == Card(0, 40961) and v.card(b) == Card(3, 40961)
+        assert v.secret("panel-scbk") == bytes.fromhex("8f3a61c2d94be07512aa03f6c8e1b4d7")
+    assert main(["--home", str(home), "subjects", "card", a, "--remove"]) == 0
+    assert main(["--home", str(home), "revoke", b]) == 0
+    with Vault(home, KeyFile(home / "master.key")) as v:
+        assert v.card(a) is None and not v.card_in_use(Card(3, 40961))
