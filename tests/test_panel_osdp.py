@@ -204,3 +204,65 @@ def test_garbage_from_the_panel_side_never_ends_the_reader_or_leaks_a_card(line)
             panel.close()
     finally:
         reader.close()
+
+
+def test_install_mode_keeps_the_one_key_the_panel_sets(tmp_path, line, capsys):
+    """`consentry panel key --install-mode`: a panel configured with a new key finds the reader
+    on SCBK-D, sends KEYSET, and from then on the reader uses that key from the vault."""
+    import threading
+
+    from consentry.cli import main
+    from consentry.vault import KeyFile, Vault
+
+    home = tmp_path / "home"
+    assert main(["--home", str(home), "keys", "init"]) == 0
+    config = tmp_path / "c.toml"
+    config.write_text(f'[panel]\nkind = "osdp"\nport = "{line.path}"\naddress = {ADDRESS}\ninstall_seconds = 40\n')
+    codes: list[int] = []
+    cli = threading.Thread(target=lambda: codes.append(main(["--config", str(config), "--home", str(home),
+                                                             "panel", "key", "--install-mode"])))
+    cli.start()
+    panel = Panel(line, ADDRESS, KEY)
+    try:
+        cli.join(60)
+    finally:
+        panel.close()
+    assert codes == [0]
+    out = capsys.readouterr().out
+    assert "INSTALL MODE" in out and KEY.hex() not in out
+    with Vault(home, KeyFile(home / "master.key")) as vault:
+        assert vault.secret("panel-scbk") == KEY
+        assert any(e["kind"] == "secret_set" for e in vault.audit_entries())
+    time.sleep(1.0)
+    reader = reader_on(line.path, scbk=KEY)
+    panel = Panel(line, ADDRESS, KEY)
+    try:
+        assert panel.wait_secure(timeout=30)
+    finally:
+        panel.close()
+        reader.close()
+
+
+def test_panel_led_and_text_come_back_as_feedback(line):
+    from consentry.web.state import KioskState
+
+    kiosk = KioskState()
+    config = PanelConfig(kind="osdp", port=line.path, address=ADDRESS)
+    reader = OsdpReader(config, KEY, cards, on_feedback=kiosk.panel_feedback).start()
+    panel = Panel(line, ADDRESS, KEY)
+    try:
+        assert panel.wait_secure()
+        panel.command({"command": osdp.Command.LED, "reader": 0, "led_number": 0, "control_code": 1, "on_count": 10,
+                       "off_count": 10, "on_color": osdp.CommandLEDColor.Red, "off_color": osdp.CommandLEDColor.Black,
+                       "timer_count": 10, "temporary": True})
+        panel.command({"command": osdp.Command.Text, "reader": 0, "control_code": 1, "temp_time": 5,
+                       "offset_row": 1, "offset_col": 1, "data": "See reception"})
+        end = time.monotonic() + 10
+        while time.monotonic() < end and "text" not in reader.feedback:
+            time.sleep(0.1)
+        assert reader.feedback == {"led": "red", "text": "See reception"}
+        view = kiosk.kiosk_view()
+        assert view["decision"] == "denied" and view["advice"] == "See reception"
+    finally:
+        panel.close()
+        reader.close()

@@ -31,6 +31,7 @@ from .formats import Card, encode
 log = logging.getLogger(__name__)
 
 SCBK_BYTES = 16
+SCBK_D = bytes(range(0x30, 0x40))  # the published default key of install mode (OSDP spec)
 POLL_SECONDS = 0.02
 # libosdp keeps a PD "online" for seconds after the last poll; a panel polls every 50-200 ms,
 # so a line silent for this long is treated as down at once (a read queued then would wait).
@@ -134,7 +135,7 @@ def parse_scbk(text: str) -> bytes:
         raise ConfigError("the SCBK must be 32 hexadecimal digits (16 bytes)") from None
     if len(key) != SCBK_BYTES:
         raise ConfigError(f"the SCBK must be 16 bytes (32 hex digits), not {len(key)}")
-    if key == bytes(range(0x30, 0x40)):
+    if key == SCBK_D:
         raise ConfigError("that is SCBK-D, the published install-mode key: choose a secret key")
     return key
 
@@ -356,6 +357,9 @@ class OsdpReader:
         if len(key) != SCBK_BYTES or self.on_keyset is None:
             log.error("KEYSET from the panel refused (%s)", "no key store" if self.on_keyset is None else
                       f"{len(key)}-byte key")
+            return -1, None
+        if key == SCBK_D:
+            log.error("KEYSET from the panel refused: it is SCBK-D, the published install-mode key")
             return -1, None
         if not self.on_keyset(key):
             return -1, None
