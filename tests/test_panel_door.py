@@ -6,6 +6,7 @@ Real models, real vault, the real pipeline on the shared clips."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -60,6 +61,40 @@ def run_clip(home: Path, clip: Path, tmp_path: Path, port: str, frames: int | No
     assert main(argv + (["--frames", str(frames)] if frames else [])) == 0
 
 
+class Watched:
+    """A panel (restarted for every run, as libosdp's panel waits 300 s before polling again a
+    reader that vanished mid-session) and whether its secure channel was up during the run: a run
+    that reads nothing proves nothing unless the link was up."""
+
+    def __init__(self, line: Pty) -> None:
+        self.panel = Panel(line, ADDRESS, bytes.fromhex(KEY_HEX))
+        self.secure_seen = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.1):
+            self.secure_seen = self.secure_seen or self.panel.cp.is_sc_active(ADDRESS)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.panel.close()
+
+
+def run_watched(home: Path, clip: Path, tmp_path: Path, line: Pty, frames: int | None = None) -> list[dict]:
+    watched = Watched(line)
+    try:
+        run_clip(home, clip, tmp_path, line.path, frames)
+        got = reads(watched.panel)
+    finally:
+        watched.close()
+    assert watched.secure_seen, "the secure channel never came up during the run"
+    time.sleep(0.5)  # the pty drains before the next panel
+    return got
+
+
 def reads(panel: Panel, settle: float = 2.0) -> list[dict]:
     time.sleep(settle)
     out = []
@@ -71,22 +106,17 @@ def reads(panel: Panel, settle: float = 2.0) -> list[dict]:
 def test_the_enrolled_person_is_read_once_strangers_and_the_revoked_never(enrolled, faces_dir, tmp_path, line,
                                                                            capsys):
     home, subject = enrolled
-    panel = Panel(line, ADDRESS, bytes.fromhex(KEY_HEX))
-    try:
-        run_clip(home, faces_dir / "video" / "webcam_person_a_2.wmv", tmp_path, line.path)
-        got = reads(panel)
-        out = capsys.readouterr().out
-        assert "granted: " + subject in out
-        assert len(got) == 1, f"expected exactly one card read, got {len(got)}"
-        assert got[0]["length"] == 26 and decode("h10301", unpack(got[0]["data"], 26)) == Card(17, 40961)
-        assert "40961" not in out  # the card number is never printed
+    got = run_watched(home, faces_dir / "video" / "webcam_person_a_2.wmv", tmp_path, line)
+    out = capsys.readouterr().out
+    assert "granted: " + subject in out
+    assert len(got) == 1, f"expected exactly one card read, got {len(got)}"
+    assert got[0]["length"] == 26 and decode("h10301", unpack(got[0]["data"], 26)) == Card(17, 40961)
+    assert "40961" not in out  # the card number is never printed
 
-        run_clip(home, faces_dir / "video" / "multi_face.avi", tmp_path, line.path, frames=150)
-        assert reads(panel) == [], "strangers put a card read on the line"
+    assert run_watched(home, faces_dir / "video" / "multi_face.avi", tmp_path, line, frames=150) == [], \
+        "strangers put a card read on the line"
 
-        assert main(["--home", str(home), "revoke", subject]) == 0
-        run_clip(home, faces_dir / "video" / "webcam_person_a_2.wmv", tmp_path, line.path)
-        assert reads(panel) == [], "a revoked subject's card was read"
-        assert "granted" not in capsys.readouterr().out
-    finally:
-        panel.close()
+    assert main(["--home", str(home), "revoke", subject]) == 0
+    assert run_watched(home, faces_dir / "video" / "webcam_person_a_2.wmv", tmp_path, line) == [], \
+        "a revoked subject's card was read"
+    assert "granted" not in capsys.readouterr().out

@@ -37,7 +37,7 @@ from .errors import (
 )
 from .match import Gallery, gallery_from_vault, policy_from_config
 from .notify import Notifier
-from .panel import open_output, panel_health
+from .panel import live_check, open_output, panel_health
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ class Appliance:
     def start(self) -> None:
         s = self.settings
         self._open_vault()
+        self._start_output()
         self.recognizer = recognizer_from_settings(s)
         self._closers.append(self.recognizer.tracker.close)
         model = self.recognizer.tracker.pipeline.embedder.name
@@ -192,8 +193,7 @@ class Appliance:
                 "camera": self.camera.status, "broker": link, "profile": self.settings.profile,
                 "liveness": self._liveness_status(),
                 "enrolled for this profile": len(self.gallery.subjects),
-                **({"site": self.fleet.status()} if self.fleet is not None else {}),
-                **panel_health(getattr(self, "door", None))}
+                **({"site": self.fleet.status()} if self.fleet is not None else {}), **panel_health(self)}
 
     def checks(self) -> list:
         """`consentry doctor`'s checks for the staff page, from inside the running appliance: the
@@ -205,7 +205,7 @@ class Appliance:
         live = [Check("camera", "pass" if camera == "ok" else "fail", f"{camera}, {self.fps():.1f} fps",
                       "" if camera == "ok" else "see `consentry doctor` with the service stopped")]
         doctor = Doctor(self.settings, self._home, thorough=False)  # hashed at start; re-read if changed
-        return live + doctor.run(skip=frozenset({"camera", "gpio", "key"}))
+        return live + live_check(self) + doctor.run(skip=frozenset({"camera", "gpio", "key", "panel"}))
 
     def _liveness_status(self) -> str:
         cfg = self.settings.liveness
@@ -216,9 +216,7 @@ class Appliance:
     def _start_profile(self, model: str) -> None:
         s = self.settings
         if s.profile == "door":
-            self.door = open_output(s, self.vault, pin_factory=self._pin_factory, listener=self._door_event,
-                                    out=self.out, on_feedback=lambda *what: self.kiosk.panel_feedback(*what))
-            self._closers.append(self.door.close)
+            self._start_output(relay=True)
             self.bus.publish_state("state/lock", "locked")
             self.policy = DoorPolicy(s.door, self.door, self._publish, on_grant=self._seen,
                                      on_unknown=self._count_unknown, liveness=self._liveness(),
@@ -231,6 +229,12 @@ class Appliance:
             self.policy = CheckoutPolicy(s.checkout, self.gallery, self._publish, identify_gallery=identify,
                                          on_verified=self._seen, liveness=self._liveness(),
                                          gate=self.fleet.verdict if self.fleet is not None else None)
+
+    def _start_output(self, relay: bool = False) -> None:  # a panel's first: it gives up on a silent reader
+        if self.settings.profile == "door" and (self.settings.panel.kind == "relay") == relay:
+            self.door = open_output(self.settings, self.vault, self._pin_factory, self._door_event, self.out,
+                                    lambda *what: self.kiosk.panel_feedback(*what))
+            self._closers.append(self.door.close)
 
     def _liveness(self):
         """The liveness gate for either profile (None when ``liveness.mode`` is off, with a warning)."""

@@ -199,8 +199,8 @@ class PanelConfig(_Strict):
     send_within_seconds: float = Field(2.0, gt=0, le=30, description="A grant's card read waits at most this "
                                        "long for the link to be up, and is withdrawn if the panel has not collected "
                                        "it this long after: a grant is never delivered late.")
-    connect_wait_seconds: float = Field(5.0, ge=0, le=60, description="At start, how long the appliance waits "
-                                        "for the panel to bring the OSDP link up before it watches the camera.")
+    connect_wait_seconds: float = Field(5.0, ge=0, le=60, description="How long `consentry doctor` listens "
+                                        "for the panel to bring the OSDP link up.")
     d0_pin: str = Field("GPIO5", description="Wiegand DATA0 output pin (gpiozero name; through an open-collector "
                         "or level-shifting stage to the panel's 5 V input).")
     d1_pin: str = Field("GPIO6", description="Wiegand DATA1 output pin.")

@@ -25,8 +25,7 @@ def card_lookup(vault) -> Callable[[str], Card | None]:
     return vault.card
 
 
-def open_output(settings: Settings, vault, *, pin_factory=None, listener=None, out: Out = print,
-                on_feedback=None):
+def open_output(settings: Settings, vault, pin_factory=None, listener=None, out: Out = print, on_feedback=None):
     """The door's output for ``settings.panel.kind``: the relay (falling back to simulated pins
     when there are none, as before), the OSDP reader, or the Wiegand output."""
     kind = settings.panel.kind
@@ -57,9 +56,8 @@ def open_output(settings: Settings, vault, *, pin_factory=None, listener=None, o
 
         reader = OsdpReader(cfg, scbk, card_lookup(vault), listener=listener, on_feedback=on_feedback,
                             on_keyset=keep_key).start()
-        link = reader.wait_link(cfg.connect_wait_seconds)
         out(f"panel: OSDP reader at address {cfg.address} on {cfg.port} ({cfg.card_format}, "
-            f"{'secure channel required' if not cfg.allow_plain else 'plain allowed'}): {link}")
+            f"{'secure channel required' if not cfg.allow_plain else 'plain allowed'})")
         return reader
     if kind == "wiegand":
         from .wiegand import WiegandOutput, pulse_writer
@@ -69,7 +67,14 @@ def open_output(settings: Settings, vault, *, pin_factory=None, listener=None, o
     raise ConfigError(f"unknown panel.kind {kind!r}")
 
 
-def panel_health(door) -> dict:
-    """The panel line for the health page ({} for the relay)."""
-    status = getattr(door, "status", None)
+def live_check(app) -> list:
+    """doctor's panel check from the running appliance's output (the staff page): the port is its own."""
+    from .doctor import live_check as check
+
+    return check(getattr(app, "door", None))
+
+
+def panel_health(app) -> dict:
+    """The panel line for the running appliance's health page ({} for the relay)."""
+    status = getattr(getattr(app, "door", None), "status", None)
     return {"panel": status()} if callable(status) else {}

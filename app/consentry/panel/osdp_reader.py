@@ -75,7 +75,8 @@ class SerialLine(osdp.Channel):
             return False
         self._retry_at = now + 1.0
         try:
-            self._serial = serial.Serial(self.port, self.baud, timeout=0, write_timeout=0.5)
+            # exclusive (flock): a second process on the line (doctor, a stray minicom) would eat polls
+            self._serial = serial.Serial(self.port, self.baud, timeout=0, write_timeout=0.5, exclusive=True)
         except (serial.SerialException, OSError, ValueError) as exc:
             self.last_error = f"cannot open {self.port}: {exc}"
             return False
@@ -170,6 +171,7 @@ class OsdpReader:
         self._last_submit = 0
         self._pending: tuple[float, dict, str] | None = None
         self._pending_lock = threading.Lock()
+        self._link_state = (False, False)
         self.line = SerialLine(cfg.port, cfg.baud)
         flags = [] if cfg.allow_plain else [osdp.LibFlag.EnforceSecure]
         if install:
@@ -203,10 +205,21 @@ class OsdpReader:
                 log.exception("OSDP refresh failed; carrying on")
                 time.sleep(0.5)
             try:
+                self._watch_link()
                 self._try_send()
             except Exception:  # noqa: BLE001
                 log.exception("OSDP send failed; carrying on")
             self._stop.wait(POLL_SECONDS)
+
+    def _watch_link(self) -> None:
+        """Say when the link comes up or goes down (once per change, not per poll)."""
+        link = self.link()
+        state = (link.online, link.secure)
+        if state == self._link_state:
+            return
+        self._link_state = state
+        level = logging.INFO if link.online and link.secure else logging.WARNING
+        log.log(level, "panel link %s: %s", "up" if link.online else "down", link)
 
     @property
     def alive(self) -> bool:
