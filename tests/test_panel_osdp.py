@@ -266,3 +266,23 @@ def test_panel_led_and_text_come_back_as_feedback(line):
     finally:
         panel.close()
         reader.close()
+
+
+def test_tamper_and_power_are_reported_as_osdp_local_status(line):
+    reader = reader_on(line.path)
+    panel = Panel(line, ADDRESS, KEY)
+    try:
+        assert panel.wait_secure()
+        reader.report_local(tamper=True)
+        panel.command({"command": osdp.Command.Status, "type": osdp.StatusReportType.Local, "nr_entries": 0,
+                       "report": b""})
+        end = time.monotonic() + 10
+        statuses: list = []
+        while time.monotonic() < end and len(statuses) < 3:
+            statuses = [e["report"] for e in panel.events if e.get("event") == osdp.Event.Status]
+            time.sleep(0.1)
+        assert statuses[0] == bytes([0, 0])  # at link up: no tamper, power good
+        assert bytes([1, 0]) in statuses[1:], statuses  # the enclosure opened, on its own and when asked
+    finally:
+        panel.close()
+        reader.close()

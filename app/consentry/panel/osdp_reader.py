@@ -172,6 +172,8 @@ class OsdpReader:
         self._pending: tuple[float, dict, str] | None = None
         self._pending_lock = threading.Lock()
         self._link_state = (False, False)
+        self.tamper = False
+        self.power_ok = True
         self.line = SerialLine(cfg.port, cfg.baud)
         flags = [] if cfg.allow_plain else [osdp.LibFlag.EnforceSecure]
         if install:
@@ -218,8 +220,25 @@ class OsdpReader:
         if state == self._link_state:
             return
         self._link_state = state
+        if link.online and (link.secure or self.cfg.allow_plain):
+            self.report_local()
         level = logging.INFO if link.online and link.secure else logging.WARNING
         log.log(level, "panel link %s: %s", "up" if link.online else "down", link)
+
+    def _local_report(self) -> bytes:
+        return bytes([int(self.tamper), int(not self.power_ok)])
+
+    def report_local(self, tamper: bool | None = None, power_ok: bool | None = None) -> None:
+        """Tamper (the enclosure opened) and power (a failing supply: the Pi's under-voltage flag)
+        as the OSDP local status the panel supervises; sent now and whenever the link comes up."""
+        if tamper is not None:
+            self.tamper = tamper
+        if power_ok is not None:
+            self.power_ok = power_ok
+        event = {"event": osdp.Event.Status, "type": osdp.StatusReportType.Local, "nr_entries": 2,
+                 "report": self._local_report()}
+        with self._pd.lock:
+            self._pd.ctx.submit_event(event)
 
     @property
     def alive(self) -> bool:
@@ -353,6 +372,9 @@ class OsdpReader:
                 self._feedback("text", text)
             elif kind == osdp.Command.Keyset:
                 return self._keyset(command)
+            elif kind == osdp.Command.Status and command.get("type") == osdp.StatusReportType.Local:
+                return 0, {"command": osdp.Command.Status, "type": osdp.StatusReportType.Local, "nr_entries": 2,
+                           "report": self._local_report()}
             return 0, None
         except Exception:  # noqa: BLE001
             log.exception("OSDP command could not be handled")
