@@ -271,6 +271,8 @@ class OsdpReader:
         text = f"OSDP address {self.cfg.address} on {self.cfg.port}: {self.link()}; {self.sent} card read(s) sent"
         if self.withdrawn or self.refused:
             text += f", {self.withdrawn} withdrawn uncollected, {self.refused} not sent (link down)"
+        if self.feedback:
+            text += "; last from the panel: " + ", ".join(f"{k} {v}" for k, v in sorted(self.feedback.items()))
         if self.cfg.allow_plain:
             text += " — WARNING: plain mode allowed (panel.allow_plain)"
         return text
