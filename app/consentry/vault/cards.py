@@ -60,6 +60,8 @@ class CardRows:
             self._put_card(subject, card)
         if card is None:
             self._checkpoint()  # the old sealed card leaves the WAL too
+        for callback in self._enrol_callbacks:  # a site republishes the subject's record
+            callback(subject)
 
     def card(self, subject: str) -> Card | None:
         """The subject's credential, or None when it has none. A row failing its MAC, a sealed
