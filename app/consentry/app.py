@@ -344,7 +344,7 @@ class Appliance:
             if not guided.done:
                 raise ConsentryError("no good face was seen in time; nothing was stored")
             subject = self.vault.enroll(capture.name, capture.consent, guided.vectors,
-                                        self.recognizer.tracker.pipeline.embedder.name)
+                                        self.recognizer.tracker.pipeline.embedder.name, card=capture.card)
             code = self.vault.issue_revocation_code(subject)
             self._reload_gallery()
             with self.kiosk.lock:

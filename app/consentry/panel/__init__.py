@@ -67,6 +67,24 @@ def open_output(settings: Settings, vault, pin_factory=None, listener=None, out:
     raise ConfigError(f"unknown panel.kind {kind!r}")
 
 
+def card_field(text: str, settings: Settings, vault) -> Card | None:
+    """The staff enrolment page's optional card number (facility: ``panel.facility``): None when
+    empty; a ConfigError or CardInUse saying what is wrong (never echoing the number)."""
+    from ..errors import CardInUse
+    from .formats import check_card
+
+    text = (text or "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or len(text) > 20:
+        raise ConfigError("the card number must be digits only")
+    card = Card(settings.panel.facility, int(text))
+    check_card(settings.panel.card_format, card, settings.panel.raw_bits)
+    if vault is not None and vault.card_in_use(card):
+        raise CardInUse("that card is already registered to another person")
+    return card
+
+
 def live_check(app) -> list:
     """doctor's panel check from the running appliance's output (the staff page): the port is its own."""
     from .doctor import live_check as check

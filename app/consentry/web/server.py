@@ -19,6 +19,7 @@ import segno
 
 from ..config import Settings
 from ..errors import ConsentryError, SubjectNotFound
+from ..panel import card_field
 from . import pages
 from .auth import ENROL_UNLOCK_S, SESSION_COOKIE, Busy, Session, Sessions, verify_secret
 from .http import Response, WebServer, wsgi_app
@@ -103,7 +104,7 @@ class WebApp:
             return Response(pages.message("Enrolment unavailable", "This device has no master key yet."))
         if not session.enrol_unlocked:
             return Response(pages.enroll_unlock(session.csrf))
-        return Response(pages.enroll_details(session.csrf))
+        return Response(pages.enroll_details(session.csrf, card=self.settings.panel.kind != "relay"))
 
     def enroll_unlock(self, session, form, client):
         if not self.sessions.attempt(client, "pin"):
@@ -122,9 +123,13 @@ class WebApp:
             return redirect("/enroll")
         name, purpose, age = form.get("name", "").strip(), form.get("purpose"), form.get("age", "adult")
         if not name or purpose not in ("door", "checkout") or age not in ("adult", "guardian"):
-            return Response(pages.enroll_details(session.csrf, "Please fill in every field."),
-                            HTTPStatus.BAD_REQUEST)
-        session.pending = {"name": name[:80], "purpose": purpose, "age": age}
+            return Response(pages.enroll_details(session.csrf, "Please fill in every field.",
+                                                 card=self.settings.panel.kind != "relay"), HTTPStatus.BAD_REQUEST)
+        try:
+            card = card_field(form.get("card", ""), self.settings, self.vault)
+        except ConsentryError as exc:
+            return Response(pages.enroll_details(session.csrf, str(exc), card=True), HTTPStatus.BAD_REQUEST)
+        session.pending = {"name": name[:80], "purpose": purpose, "age": age, "card": card}
         return redirect("/enroll/consent")
 
     def _consent_text(self, purpose: str):
@@ -157,7 +162,7 @@ class WebApp:
             if self.kiosk.capture is not None and self.kiosk.capture.state == "capturing":
                 return Response(pages.message("Busy", "Another enrolment is in progress.", cls="error"),
                                 HTTPStatus.CONFLICT)
-            self.kiosk.capture = Capture(name=p["name"], consent=consent, owner=session.key)
+            self.kiosk.capture = Capture(name=p["name"], consent=consent, owner=session.key, card=p.get("card"))
         session.enrol_until = 0.0 if not session.admin else session.enrol_until  # one enrolment per unlock
         return redirect("/enroll/capture")
 

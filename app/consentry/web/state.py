@@ -37,6 +37,7 @@ class Capture:
     subject: str | None = None
     code: str | None = None
     error: str | None = None
+    card: object = None  # the panel credential to register with the subject (panel/), or None
     deadline: float = field(default_factory=lambda: time.monotonic() + 60.0)
 
 
