@@ -180,8 +180,10 @@ def test_a_grant_waits_a_moment_for_a_link_coming_up(line):
         reader.close()
 
 
-def test_garbage_from_the_panel_side_never_ends_the_reader_or_leaks_a_card(line):
-    reader = reader_on(line.path, scbk=None, allow_plain=True)  # plain: a leak would be readable
+@pytest.mark.parametrize("secure", [False, True])
+def test_garbage_from_the_panel_side_never_ends_the_reader_or_leaks_a_card(line, secure):
+    # plain: a leaked card would be readable on the wire; secure: the path a deployment runs
+    reader = reader_on(line.path, scbk=KEY) if secure else reader_on(line.path, scbk=None, allow_plain=True)
     rng = random.Random(20)
     heard = bytearray()
     try:
@@ -195,9 +197,9 @@ def test_garbage_from_the_panel_side_never_ends_the_reader_or_leaks_a_card(line)
         assert reader.alive, "garbage ended the reader's polling thread"
         assert encode("h10301", CARD).packed() not in bytes(heard)
         assert reader.sent == 0
-        panel = Panel(line, ADDRESS, None)  # and a real panel still gets its read afterwards
+        panel = Panel(line, ADDRESS, KEY if secure else None)  # and a real panel still gets its read afterwards
         try:
-            assert panel.cp.online_wait(ADDRESS, timeout=15)
+            assert panel.wait_secure() if secure else panel.cp.online_wait(ADDRESS, timeout=15)
             reader.unlock(3.0, subject="s-enrolled")
             assert read_card(panel.reads.get(timeout=10)) == CARD
         finally:
@@ -286,3 +288,30 @@ def test_tamper_and_power_are_reported_as_osdp_local_status(line):
     finally:
         panel.close()
         reader.close()
+
+
+def test_revoking_the_subject_stops_its_reads_at_once(line, tmp_path):
+    """The card is looked up in the vault at each grant: a revoked subject's grant (a gallery
+    not yet reloaded) finds no card and sends nothing."""
+    from consentry.panel import card_lookup
+    from consentry.vault import KeyFile, Vault
+
+    from tests.test_vault import MODEL, consent, vectors
+
+    KeyFile(tmp_path / "master.key").create()
+    with Vault(tmp_path / "home", KeyFile(tmp_path / "master.key"), create=True) as vault:
+        sid = vault.enroll("A", consent(), vectors(1), MODEL, card=CARD)
+        events: list = []
+        config = PanelConfig(kind="osdp", port=line.path, address=ADDRESS, facility=17)
+        reader = OsdpReader(config, KEY, card_lookup(vault), listener=lambda k, d: events.append(k)).start()
+        panel = Panel(line, ADDRESS, KEY)
+        try:
+            assert panel.wait_secure()
+            reader.unlock(3.0, subject=sid)
+            assert read_card(panel.reads.get(timeout=10)) == CARD
+            vault.revoke(sid)
+            reader.unlock(3.0, subject=sid)
+            assert no_read_within(panel, 3.0) and events[-1] == "credential_unusable"
+        finally:
+            panel.close()
+            reader.close()
