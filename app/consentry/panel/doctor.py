@@ -67,10 +67,15 @@ def _verdict(cfg, link) -> Check:
     where = f"OSDP address {cfg.address} on {cfg.port} at {cfg.baud} baud"
     if link.online and link.secure:
         return Check("panel", "pass", f"{where}: online, secure channel")
+    if link.online and not cfg.allow_plain:
+        return Check("panel", "fail", f"{where}: polled, but the secure channel does not come up",
+                     "the panel and `consentry panel key` must hold the same SCBK")
     if link.online:
         return Check("panel", "warn", f"{where}: online in PLAIN mode (panel.allow_plain): card numbers cross the "
                      "wire in clear", "set the same SCBK on the panel and here, then allow_plain = false")
-    return Check("panel", "fail", f"{where}: {link}",
+    later = (" — or wait: a panel that lost this reader mid-session (a restart of Consentry) may take up to "
+             "5 minutes to poll it again (libosdp's does)") if "stopped polling" in link.detail else ""
+    return Check("panel", "fail", f"{where}: {link}{later}",
                  "check A/B wiring (swap them if nothing is heard), 120 ohm termination at both ends, the reader's "
                  "address and baud on the panel, and that the panel and `consentry panel key` hold the same SCBK")
 

@@ -50,7 +50,7 @@ class LinkStatus:
 
     def __str__(self) -> str:
         if self.online:
-            return "online, secure channel" if self.secure else "online, PLAIN (no secure channel)"
+            return "online, secure channel" if self.secure else "online, no secure channel (PLAIN)"
         return f"offline ({self.detail})"
 
 
@@ -217,8 +217,8 @@ class OsdpReader:
         """Say when the link comes up or goes down (once per change, not per poll)."""
         link = self.link()
         state = (link.online, link.secure)
-        if state == self._link_state:
-            return
+        if state == self._link_state or (state == (True, False) and not self.cfg.allow_plain):
+            return  # online, not yet secure: the handshake is under way (nothing is sent meanwhile)
         self._link_state = state
         if link.online and (link.secure or self.cfg.allow_plain):
             self.report_local()
