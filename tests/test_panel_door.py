@@ -120,3 +120,47 @@ def test_the_enrolled_person_is_read_once_strangers_and_the_revoked_never(enroll
     assert run_watched(home, faces_dir / "video" / "webcam_person_a_2.wmv", tmp_path, line) == [], \
         "a revoked subject's card was read"
     assert "granted" not in capsys.readouterr().out
+
+
+def test_the_appliance_with_a_panel_publishes_what_it_sent_and_shows_the_link(tmp_path, pipeline, astronaut, line):
+    """The appliance loop (fake camera on the public-domain astronaut, liveness off as in
+    tests/test_appliance.py): a grant is one read, `event/door` says `credential_sent` (no number),
+    the health page and the staff page's checks show the link."""
+    from consentry.vault import KeyFile, Vault
+
+    from tests.test_appliance import appliance, panned, settings
+    from tests.test_vault import consent
+
+    home = tmp_path / "home"
+    KeyFile(home / "master.key").create()
+    face = pipeline.faces(astronaut)[0]
+    vector = pipeline.embed(astronaut, face).vector.copy()
+    pipeline.wipe()
+    with Vault(home, KeyFile(home / "master.key"), create=True) as vault:
+        sid = vault.enroll("Astrid Nautica", consent(), [vector], pipeline.embedder.name, card=Card(17, 40961))
+        vault.put_secret("panel-scbk", bytes.fromhex(KEY_HEX))
+    from consentry.camera.fake import FakeCamera
+
+    s = settings(panel={"kind": "osdp", "port": line.path, "address": ADDRESS, "facility": 17})
+    panel = Panel(line, ADDRESS, bytes.fromhex(KEY_HEX))
+    try:
+        app = appliance(s, home, FakeCamera(panned(astronaut) * 4, fps=10))
+        seen: dict = {}
+
+        def frame_hook(frame, _orig=app._frame):
+            _orig(frame)
+            if app.frames == 50:
+                seen["health"], seen["checks"] = app.health(), app.checks()
+
+        app._frame = frame_hook
+        app.run(max_frames=60)
+        got = reads(panel)
+    finally:
+        panel.close()
+    assert [e["subject"] for e in app.bus.of("event/access") if e["decision"] == "granted"] == [sid]
+    assert len(got) == 1 and decode("h10301", unpack(got[0]["data"], 26)) == Card(17, 40961)
+    assert [e["event"] for e in app.bus.of("event/door")] == ["credential_sent"]
+    assert "40961" not in repr(app.bus.sent)
+    assert "online, secure channel" in seen["health"]["panel"]
+    panel_checks = [c for c in seen["checks"] if c.name == "panel"]
+    assert len(panel_checks) == 1 and panel_checks[0].status == "pass", panel_checks

@@ -217,7 +217,6 @@ class Appliance:
         s = self.settings
         if s.profile == "door":
             self._start_output(relay=True)
-            self.bus.publish_state("state/lock", "locked")
             self.policy = DoorPolicy(s.door, self.door, self._publish, on_grant=self._seen,
                                      on_unknown=self._count_unknown, liveness=self._liveness(),
                                      on_prompt=lambda track, prompt: self.kiosk.set_prompt(prompt),
@@ -235,6 +234,8 @@ class Appliance:
             self.door = open_output(self.settings, self.vault, self._pin_factory, self._door_event, self.out,
                                     lambda *what: self.kiosk.panel_feedback(*what))
             self._closers.append(self.door.close)
+            if relay:  # with a panel the lock's state is the panel's to report
+                self.bus.publish_state("state/lock", "locked")
 
     def _liveness(self):
         """The liveness gate for either profile (None when ``liveness.mode`` is off, with a warning)."""
