@@ -127,6 +127,19 @@ class SerialLine(osdp.Channel):
             self._serial = None
 
 
+THROTTLED = "/sys/devices/platform/soc/soc:firmware/get_throttled"
+POWER_CHECK_SECONDS = 10.0
+
+
+def supply_ok(path: str = THROTTLED) -> bool | None:
+    """False while the Pi's firmware reports under-voltage now (bit 0), None off a Pi."""
+    try:
+        with open(path) as fh:
+            return not int(fh.read().strip(), 16) & 1
+    except (OSError, ValueError):
+        return None
+
+
 def parse_scbk(text: str) -> bytes:
     """A 16-byte Secure Channel Base Key from 32 hex digits (spaces and colons allowed)."""
     clean = "".join(ch for ch in text.strip() if ch not in " :-")
@@ -149,7 +162,10 @@ class OsdpReader:
     def __init__(self, cfg: PanelConfig, scbk: bytes | None, card_for: Callable[[str], Card | None], *,
                  listener: DoorListener | None = None, on_feedback: Feedback | None = None,
                  on_keyset: Callable[[bytes], bool] | None = None, install: bool = False,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 power: Callable[[], bool | None] = supply_ok) -> None:
+        """``power()``: the supply is good (True), failing (False) or unknown (None); checked every
+        POWER_CHECK_SECONDS and reported to the panel on a change."""
         if scbk is None and not cfg.allow_plain and not install:
             raise ConfigError("panel.kind = \"osdp\" needs a Secure Channel key: set it with `consentry panel key "
                               "--set HEX` (or commission it with `--install-mode`); plain mode only with "
@@ -174,6 +190,8 @@ class OsdpReader:
         self._link_state = (False, False)
         self.tamper = False
         self.power_ok = True
+        self.power = power
+        self._power_at = 0.0
         self.line = SerialLine(cfg.port, cfg.baud)
         flags = [] if cfg.allow_plain else [osdp.LibFlag.EnforceSecure]
         if install:
@@ -208,6 +226,7 @@ class OsdpReader:
                 time.sleep(0.5)
             try:
                 self._watch_link()
+                self._watch_power()
                 self._try_send()
             except Exception:  # noqa: BLE001
                 log.exception("OSDP send failed; carrying on")
@@ -224,6 +243,16 @@ class OsdpReader:
             self.report_local()
         level = logging.INFO if link.online and link.secure else logging.WARNING
         log.log(level, "panel link %s: %s", "up" if link.online else "down", link)
+
+    def _watch_power(self) -> None:
+        now = time.monotonic()
+        if now - self._power_at < POWER_CHECK_SECONDS:
+            return
+        self._power_at = now
+        ok = self.power()
+        if ok is not None and ok != self.power_ok:
+            log.warning("supply %s: reported to the panel", "restored" if ok else "under-voltage")
+            self.report_local(power_ok=ok)
 
     def _local_report(self) -> bytes:
         return bytes([int(self.tamper), int(not self.power_ok)])
