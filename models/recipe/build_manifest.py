@@ -53,8 +53,8 @@ TRAINING = {
                    "of 7,485 people, about half from the FaceScrub and VGG Face data sets and the rest "
                    "scraped from the internet by him.",
         "images": 3_000_000, "identities": 7485,
-        "consent": "none: the photos were gathered from the web; the people in them (mostly public figures) "
-                   "were not asked and did not agree to this use.",
+        "consent": "none: the photos were gathered from the web; the people in them were not asked and did "
+                   "not agree to this use.",
         "reference": "github.com/davisking/dlib-models README (dlib_face_recognition_resnet_model_v1) and "
                      "blog.dlib.net, 'High Quality Face Recognition with Deep Metric Learning' (2017-02-12)",
     },

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from html import escape
 
+from .privacy import MODEL_NOTICE
 from .state import ADVICE
 
 CSS = """
@@ -24,6 +25,7 @@ input,select{font-size:1.1rem;padding:.4rem;margin:.3rem 0}label{display:block;m
 .error{color:#b42318;font-weight:600}table{border-collapse:collapse;width:100%}
 td,th{border-bottom:1px solid #e4e7ec;padding:.35rem;text-align:left;font-size:.95rem}
 progress{width:100%;height:1.6rem}.row{display:flex;gap:1rem;align-items:center}
+footer{text-align:center;padding:0 1rem 1.5rem}footer a{color:#1d4ed8}
 """
 
 
@@ -37,7 +39,8 @@ def layout(title: str, body: str, *, script: str = "", admin: bool = False) -> s
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)} · Consentry</title>"
             f"<meta name='viewport' content='width=device-width,initial-scale=1'><style>{CSS}</style></head>"
             f"<body><header><strong>Consentry</strong><nav><a href='/'>Home</a>{nav}</nav></header>"
-            f"<main>{body}</main>{tag}</body></html>")
+            f"<main>{body}</main><footer><a href='/privacy'>Privacy: what is kept, and what the model was "
+            f"trained on</a></footer>{tag}</body></html>")
 
 
 def csrf_field(token: str) -> str:
@@ -99,6 +102,7 @@ def enroll_consent(csrf: str, text: str, retention_days: int) -> str:
     body = ("<h1>Please read before you agree</h1>"
             f"<div class='consent' id='consent-text'>{escape(text)}</div>"
             f"<p><strong>Retention:</strong> {retention_days} days at most, or until you withdraw.</p>"
+            f"<p id='model-notice'>{escape(MODEL_NOTICE)} <a href='/privacy'>More on the privacy page</a>.</p>"
             "<div class='row'>"
             + form("/enroll/accept", csrf, "<button type='submit' id='accept'>I agree — start the camera</button>")
             + form("/enroll/decline", csrf, "<button type='submit' class='secondary' id='decline'>I do not agree"

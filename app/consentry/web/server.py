@@ -97,6 +97,11 @@ class WebApp:
     def api_kiosk(self, session, form, client):
         return Response(self.kiosk.kiosk_view())
 
+    def privacy(self, session, form, client):
+        from .privacy import model_entries, privacy_body
+
+        return Response(pages.layout("Privacy", privacy_body(self.settings.vault.retention_days, model_entries())))
+
     # -- enrolment ------------------------------------------------------------------------
     def enroll(self, session, form, client):
         if self.vault is None:
@@ -315,7 +320,7 @@ class WebApp:
         return self.admin(session, {}, client, report=self.vault.verify_audit().as_json())
 
     ROUTES = {
-        ("GET", "/"): home, ("GET", "/api/kiosk"): api_kiosk,
+        ("GET", "/"): home, ("GET", "/api/kiosk"): api_kiosk, ("GET", "/privacy"): privacy,
         ("GET", "/enroll"): enroll, ("POST", "/enroll/unlock"): enroll_unlock,
         ("POST", "/enroll/start"): enroll_start, ("GET", "/enroll/consent"): enroll_consent,
         ("POST", "/enroll/accept"): enroll_accept, ("POST", "/enroll/decline"): enroll_decline,
