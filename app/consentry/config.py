@@ -89,7 +89,8 @@ class TrackingConfig(_Strict):
                                 "this multiple of its width at settling starts a new visit.")
     pipeline: Literal["serial", "detect-ahead"] = Field("serial", description="`detect-ahead`: detect the next "
                                                          "frame on a second thread while this one is embedded "
-                                                         "(decisions one frame later; README: measured trade-off).")
+                                                         "(decisions one frame later; measured trade-off in "
+                                                         "docs/performance-notes.md).")
     max_embeds_per_frame: int = Field(3, ge=1, le=50, description="Faces embedded per frame at most (largest "
                                       "and most central first), so a crowd cannot saturate the Pi.")
 

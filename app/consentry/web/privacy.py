@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 # dlib's own model notes (github.com/davisking/dlib-models) and kept in the manifest.
 MODEL_NOTICE = ("How this device recognises faces: it uses dlib's face recognition model, which its author "
                 "trained on about 3 million photos of 7,485 people collected from the web. Those people were "
-                "not asked for their consent. No face seen by this device trains or changes any model: your "
-                "template is only compared, never used to teach.")
+                "not asked for their consent. No face seen by this device trains or changes that model, or any "
+                "other: they stay exactly as shipped.")
 
 KEPT = (
     ("Faces of people who did not enrol", "Nothing. A face that matches nobody is thrown away at once; the "
