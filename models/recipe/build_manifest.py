@@ -28,22 +28,22 @@ MINIVISION_LICENSE = "Apache-2.0 (models/LICENSE-minifasnet.txt)"
 # `reference` where the figures come from (checked there, not copied from elsewhere).
 TRAINING = {
     "blazeface_short_range": {
-        "summary": "Google's BlazeFace front-camera face detector, trained by Google on about 66,000 face "
-                   "images of its own (BlazeFace paper); it finds faces, it does not tell people apart.",
+        "summary": "Google's BlazeFace front-camera face detector, trained by Google on about 66,000 images "
+                   "(BlazeFace paper); it finds faces, it does not tell people apart.",
         "consent": "not published: Google does not say who is pictured or how the images were gathered.",
         "reference": "Bazarevsky et al., BlazeFace: Sub-millisecond Neural Face Detection on Mobile GPUs, "
                      "CVPR Workshops 2019 (arXiv:1907.05047), and its MediaPipe model card",
     },
     "blazeface_full_range": {
-        "summary": "Google's BlazeFace full-range face detector, trained by Google on face images of its own; "
-                   "it finds faces, it does not tell people apart.",
+        "summary": "Google's BlazeFace full-range face detector, trained by Google on images it does not "
+                   "describe in the sources we checked; it finds faces, it does not tell people apart.",
         "consent": "not published: the size of the set, who is pictured and how the images were gathered are "
                    "not given in the sources we checked.",
         "reference": "MediaPipe face detection documentation and model card (BlazeFace full range)",
     },
     "face_mesh": {
-        "summary": "Google's MediaPipe Face Mesh, trained by Google on its own in-the-wild mobile-camera photos "
-                   "annotated with 468 face points; it places points on a face, it does not tell people apart.",
+        "summary": "Google's MediaPipe Face Mesh, trained by Google on face photos annotated with 468 points "
+                   "(Face Mesh paper); it places points on a face, it does not tell people apart.",
         "consent": "not published: Google does not say who is pictured or how the photos were gathered.",
         "reference": "Kartynnik et al., Real-time Facial Surface Geometry from Monocular Video on Mobile GPUs, "
                      "CVPR Workshops 2019 (arXiv:1907.06724)",
@@ -67,8 +67,8 @@ TRAINING = {
                      "model, whose iBUG 300-W data forbids commercial use)",
     },
     "minifasnet": {
-        "summary": "Minivision's silent anti-spoofing networks, trained by Minivision on live faces and on "
-                   "attacks (printed photos, screens, masks) from a data set of its own.",
+        "summary": "Minivision's silent anti-spoofing networks, trained by Minivision to tell live faces from 2D "
+                   "attacks (prints, screens) and 3D attacks, on a data set upstream does not describe.",
         "consent": "not published: upstream releases neither the data set nor how it was gathered.",
         "reference": "minivision-ai/Silent-Face-Anti-Spoofing README_EN.md at commit "
                      "b6d5f04ad78778917853b25c778acef6d5626d15",
