@@ -217,8 +217,42 @@ def test_slow_sockets_do_not_hold_the_page(site):
 def test_sessions_are_bounded(site):
     _, app, *_ = site
     for _ in range(2000):
-        app.sessions.get(None)
+        app.sessions.rotate(app.sessions.get(None))
     assert len(app.sessions._sessions) <= 512
+    app.sessions._sessions.clear()
+
+
+def test_a_flood_of_cookie_less_requests_evicts_no_session(site):
+    """600 cookie-less requests (more than there are session slots) cost no slot: the staff
+    login and a PIN-unlocked enrolment survive them, and the server keeps nothing for them."""
+    server, app, *_ = site
+    app.sessions._failures.clear()
+    staff, enrolment = Client(server.url), Client(server.url)
+    staff.request("GET", "/admin")
+    assert staff.post("/admin/login", password=PASSWORD)[0].status == 303
+    enrolment.request("GET", "/enroll")
+    assert enrolment.post("/enroll/unlock", pin=PIN)[0].status == 303
+    kept = len(app.sessions._sessions)
+
+    def visit(_):
+        return Client(server.url).request("GET", "/")[0].status
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(visit, range(600))) == {200}
+    _, text = staff.request("GET", "/admin")
+    assert "id='subjects'" in text, "the staff login was lost"
+    _, text = enrolment.request("GET", "/enroll")
+    assert "id='name'" in text, "the PIN-unlocked enrolment was lost"
+    assert len(app.sessions._sessions) == kept
+    # a visitor's CSRF token still works without a stored session, and a forged cookie gets a new one
+    visitor = Client(server.url)
+    visitor.request("GET", "/forget")
+    assert visitor.post("/forget/code", code="AAAA-BBBB-CCCC-DDDD")[0].status == 404
+    forged = Client(server.url)
+    forged.cookie = "consentry_session=made-up.0000"
+    forged.request("GET", "/forget")
+    assert forged.cookie != "consentry_session=made-up.0000"
+    assert len(app.sessions._sessions) == kept
 
 
 methods = st.sampled_from([b"GET", b"POST", b"PUT", b"HEAD", b"OPTIONS", b"G\x00T", b""])
