@@ -185,14 +185,18 @@ class WebApp:
     def enroll_done(self, session, form, client):
         with self.kiosk.lock:
             c = self._own_capture(session)
-        if c is not None and c.state == "captured" and self.enrolment is not None:
-            self.enrolment.hand_over(c)  # stored now, on the request that carries its code back
+        if c is not None and c.state in ("captured", "storing") and self.enrolment is not None:
+            self.enrolment.hand_over(c)  # stored now, on the request that carries its code back (a second
+            # request from the same page waits for the first and shows the same code)
         with self.kiosk.lock:
             if c is not None and c.state not in BUSY and self.kiosk.capture is c:
                 self.kiosk.capture = None
-        if c is None or c.state != "done" or not c.code:
-            reason = c.error if c and c.error else "The enrolment did not finish; nothing was stored."
-            return Response(pages.message("Not enrolled", reason))
+        if c is None:  # none started here, or its code was already shown (once, as promised)
+            return Response(pages.message("Nothing to show", "No enrolment of this page is waiting for its code; "
+                                          "a revocation code is shown only once."))
+        if c.state != "done" or not c.code:
+            return Response(pages.message("Not enrolled",
+                                          c.error or "The enrolment did not finish; nothing was stored."))
         # A full QR code (segno.make would pick a Micro QR for so short a text, which phones rarely read).
         svg = segno.make_qr(c.code, error="m").svg_inline(scale=6, title="revocation code")
         return Response(pages.enroll_done(c.code, svg))
