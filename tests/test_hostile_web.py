@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import re
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 from consentry.config import Settings
 from consentry.vault import KeyFile, Vault
@@ -217,8 +219,42 @@ def test_slow_sockets_do_not_hold_the_page(site):
 def test_sessions_are_bounded(site):
     _, app, *_ = site
     for _ in range(2000):
-        app.sessions.get(None)
+        app.sessions.rotate(app.sessions.get(None))
     assert len(app.sessions._sessions) <= 512
+    app.sessions._sessions.clear()
+
+
+def test_a_flood_of_cookie_less_requests_evicts_no_session(site):
+    """600 cookie-less requests (more than there are session slots) cost no slot: the staff
+    login and a PIN-unlocked enrolment survive them, and the server keeps nothing for them."""
+    server, app, *_ = site
+    app.sessions._failures.clear()
+    staff, enrolment = Client(server.url), Client(server.url)
+    staff.request("GET", "/admin")
+    assert staff.post("/admin/login", password=PASSWORD)[0].status == 303
+    enrolment.request("GET", "/enroll")
+    assert enrolment.post("/enroll/unlock", pin=PIN)[0].status == 303
+    kept = len(app.sessions._sessions)
+
+    def visit(_):
+        return Client(server.url).request("GET", "/")[0].status
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(visit, range(600))) == {200}
+    _, text = staff.request("GET", "/admin")
+    assert "id='subjects'" in text, "the staff login was lost"
+    _, text = enrolment.request("GET", "/enroll")
+    assert "id='name'" in text, "the PIN-unlocked enrolment was lost"
+    assert len(app.sessions._sessions) == kept
+    # a visitor's CSRF token still works without a stored session, and a forged cookie gets a new one
+    visitor = Client(server.url)
+    visitor.request("GET", "/forget")
+    assert visitor.post("/forget/code", code="AAAA-BBBB-CCCC-DDDD")[0].status == 404
+    forged = Client(server.url)
+    forged.cookie = "consentry_session=made-up.0000"
+    forged.request("GET", "/forget")
+    assert forged.cookie != "consentry_session=made-up.0000"
+    assert len(app.sessions._sessions) == kept
 
 
 methods = st.sampled_from([b"GET", b"POST", b"PUT", b"HEAD", b"OPTIONS", b"G\x00T", b""])
@@ -240,3 +276,115 @@ def test_fuzzed_raw_requests_never_take_the_page_down(site, method, path, hdrs, 
 
 def test_the_page_answers_after_the_fuzz(site):
     assert alive(site[0])
+
+
+@pytest.fixture
+def kiosk_app(tmp_path, astronaut):
+    """The appliance itself (loop, camera, vault, web page) playing the astronaut."""
+    import threading
+
+    from consentry.app import Appliance
+    from consentry.bus.fake import RecordingBus
+    from consentry.camera.fake import FakeCamera
+    from gpiozero.pins.mock import MockFactory
+
+    home = tmp_path / "home"
+    KeyFile(home / "master.key").create()
+    with Vault(home, KeyFile(home / "master.key"), create=True) as vault:
+        vault.set_credential("pin", hash_secret(PIN))
+    data = Settings().model_dump()
+    data["http"].update(enabled=True, port=0, capture_templates=3)
+    data["liveness"].update(mode="off")  # a photo on a fake camera; liveness is not what this is about
+    frames = [np.ascontiguousarray(astronaut[:, dx: 452 + dx]) for dx in range(0, 60, 4)]
+    app = Appliance(Settings.model_validate(data), home=home, out=lambda line: None,
+                    camera_opener=FakeCamera(frames, fps=20).open, pin_factory=MockFactory(), bus=RecordingBus())
+    worker = threading.Thread(target=app.run, kwargs={"handle_signals": False}, daemon=True)
+    worker.start()
+    wait_for(lambda: getattr(app, "web", None) is not None, 60)
+    yield app
+    app.request_stop()
+    worker.join(timeout=20)
+
+
+def wait_for(condition, seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def start_capture(url: str) -> Client:
+    c = Client(url)
+    c.request("GET", "/enroll")
+    assert c.post("/enroll/unlock", pin=PIN)[0].status == 303
+    c.request("GET", "/enroll")
+    assert c.post("/enroll/start", name="Astrid", purpose="door", age="adult")[0].status == 303
+    c.request("GET", "/enroll/consent")
+    assert c.post("/enroll/accept")[0].status == 303
+    return c
+
+
+@pytest.fixture
+def wipes(monkeypatch):
+    """Whether the templates each GuidedCapture.wipe released were all zero after it."""
+    from consentry.enrolment import GuidedCapture
+
+    seen: list[tuple[int, bool]] = []
+    original = GuidedCapture.wipe
+
+    def wipe(self):
+        held = list(self.vectors)
+        original(self)
+        seen.append((len(held), all(not v.any() for v in held)))
+
+    monkeypatch.setattr(GuidedCapture, "wipe", wipe)
+    return seen
+
+
+def test_an_enrolment_whose_session_ends_stores_nothing(kiosk_app, wipes):
+    """The owner's session goes (logged out here; evicted or idle alike) while the camera is
+    capturing: whatever was captured is zeroed and no one is stored without seeing a code."""
+    app = kiosk_app
+    owner = start_capture(app.web.url)
+    assert wait_for(lambda: app.kiosk.capture.collected >= 1 or app.kiosk.capture.state != "capturing", 60)
+    owner.post("/admin/logout")
+    capture = app.kiosk.capture
+    assert wait_for(lambda: capture.state not in ("capturing", "captured"), 60), capture.state
+    assert capture.state == "cancelled" and capture.code is None
+    assert app.vault.subjects() == [] and not any(e["kind"] == "enrol" for e in app.vault.audit.entries())
+    assert wipes and all(zeroed for _, zeroed in wipes) and max(n for n, _ in wipes) >= 1
+    _, text = owner.request("GET", "/enroll/done")  # the same browser, its session gone: nothing to show
+    assert "id='code'" not in text and "Nothing to show" in text
+
+
+def test_an_enrolment_is_stored_only_when_its_code_is_collected(kiosk_app, wipes, monkeypatch):
+    """A capture whose page never collects the code stores nothing; the next one, collected,
+    is stored on the very request that shows its code."""
+    import consentry.web.capture
+
+    app = kiosk_app
+    monkeypatch.setattr(consentry.web.capture, "HANDOVER_S", 1.0)
+    first = start_capture(app.web.url)
+    capture = app.kiosk.capture
+    assert wait_for(lambda: capture.state != "capturing", 60), capture.hint
+    assert json.loads(first.request("GET", "/api/enroll")[1])["state"] == "captured"
+    assert app.vault.subjects() == [], "stored before its code was handed over"
+    assert wait_for(lambda: capture.state == "failed", 30), capture.state
+    _, text = first.request("GET", "/enroll/done")
+    assert "Not enrolled" in text and "id='code'" not in text and app.vault.subjects() == []
+    assert wipes and all(zeroed for _, zeroed in wipes)
+
+    monkeypatch.setattr(consentry.web.capture, "HANDOVER_S", 30.0)
+    second = start_capture(app.web.url)
+    assert wait_for(lambda: app.kiosk.capture.state != "capturing", 60)
+    with ThreadPoolExecutor(2) as pool:  # a double-clicked page: one subject, and never two codes
+        pages = list(pool.map(lambda _: second.request("GET", "/enroll/done")[1], range(2)))
+    codes = {found.group(1) for text in pages if (found := re.search(r"id='code'>([^<]+)<", text))}
+    assert all("id='code'" in text or "shown only once" in text for text in pages), pages
+    stored = app.vault.subjects()
+    assert len(codes) == 1 and len(stored) == 1
+    code = codes.pop()
+    assert len(code) == 19
+    assert app.vault.revoke_by_code(code).subject == stored[0].id
