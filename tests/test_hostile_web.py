@@ -11,11 +11,14 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
+from consentry.camera.fake import FakeCamera
 from consentry.config import Settings
 from consentry.vault import KeyFile, Vault
 from consentry.web.auth import hash_secret
@@ -24,6 +27,8 @@ from consentry.web.state import Capture, Forget, KioskState
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.test_appliance import appliance, panned
+from tests.test_appliance import settings as door_settings
 from tests.test_vault import MODEL, consent, vectors
 
 PASSWORD, PIN = "correct horse battery", "2468"
@@ -304,11 +309,11 @@ FRESH = "127.0.0.250"  # an address the floods (127.0.0.2, .3, …) never use
 
 
 @contextlib.contextmanager
-def flood(port: int, *, sockets: int, addresses: int = 1, trickle: float | None = None):
-    """tests/web_flood.py in its own process for as long as the block runs; the dict it
-    yields gets the flood's counts when the block ends."""
+def flood(port: int, *, sockets: int, addresses: int = 1, trickle: float | None = None, first: int = 2):
+    """tests/web_flood.py in its own process for as long as the block runs, from 127.0.0.<first>
+    onwards; the dict it yields gets the flood's counts when the block ends."""
     args = [sys.executable, "-m", "tests.web_flood", str(port), "--sockets", str(sockets),
-            "--addresses", str(addresses), "--seconds", "300"]
+            "--addresses", str(addresses), "--first", str(first), "--seconds", "300"]
     child = subprocess.Popen([*args, *(["--trickle", str(trickle)] if trickle else [])], cwd=ROOT,
                              stdout=subprocess.PIPE, text=True)
     counts: dict = {}
@@ -442,3 +447,57 @@ def test_a_request_head_that_never_ends_is_cut_off():
         assert cut is not None and 1.5 <= cut < 20, cut
     finally:
         server.close()
+
+
+def visits(face: np.ndarray) -> list[np.ndarray]:
+    """The enrolled face walking past, then nobody for long enough that the track ends: one
+    camera loop is one visit, so the door has a new decision to make every loop."""
+    walk = panned(face)
+    return walk + [np.zeros_like(walk[0])] * 10
+
+
+@pytest.fixture
+def door_home(tmp_path, pipeline, astronaut):
+    home = tmp_path / "door"
+    KeyFile(home / "master.key").create()
+    vector = pipeline.embed(astronaut, pipeline.faces(astronaut)[0]).vector.copy()
+    pipeline.wipe()
+    with Vault(home, KeyFile(home / "master.key"), create=True) as vault:
+        sid = vault.enroll("Door Person", consent(purposes=("door",)), [vector], pipeline.embedder.name)
+    return home, sid
+
+
+def test_the_door_keeps_deciding_while_its_web_page_is_flooded(door_home, astronaut):
+    """The appliance loop (door profile, web page on) with a fake camera showing an enrolled
+    person over and over, while both floods hit the page: grants keep coming, because the
+    frame loop never waits on the web threads; and the page still answers a newcomer."""
+    from consentry.web.http import CONNECTION_LIMIT, HEAD_TIMEOUT_S
+
+    home, sid = door_home
+    s = door_settings(http={"enabled": True, "port": 0}, door={"cooldown_seconds": 0.0})
+    app = appliance(s, home, FakeCamera(visits(astronaut), fps=30))
+    worker = threading.Thread(target=app.run, kwargs={"handle_signals": False}, daemon=True)
+    worker.start()
+    try:
+        assert wait_for(lambda: getattr(app, "web", None) is not None, 120), "the appliance never started"
+        port = int(app.web.url.rsplit(":", 1)[1])
+
+        def grants() -> int:
+            return sum(e["decision"] == "granted" and e["subject"] == sid for e in app.bus.of("event/access"))
+
+        with flood(port, sockets=200, addresses=20, trickle=4.0), \
+                flood(port, sockets=150, addresses=1, first=30) as idle:
+            assert wait_for(lambda: channels(app.web) >= CONNECTION_LIMIT), channels(app.web)
+            # for longer than the head deadline: the floods' connections are cut and reopened meanwhile
+            before, frames, start = grants(), app.frames, time.monotonic()
+            assert wait_for(lambda: time.monotonic() - start > HEAD_TIMEOUT_S + 2 and grants() >= before + 3, 120), \
+                (grants() - before, app.frames - frames)
+            during, elapsed = grants() - before, time.monotonic() - start
+            answered = probe(app.web.url, timeout=20)
+            frame_rate = (app.frames - frames) / elapsed
+        assert answered is not None and idle["opened"] > 150
+        print(f"door under flood: {during} grants in {elapsed:.1f} s, {frame_rate:.1f} frames/s; "
+              f"page answered in {answered:.3f} s")
+    finally:
+        app.request_stop()
+        worker.join(timeout=30)

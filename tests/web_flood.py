@@ -4,7 +4,7 @@ they compete with the appliance for the CPU as a real attacker would, not for th
     python -m tests.web_flood PORT --sockets 200 --addresses 20 --trickle 4 --seconds 30
 
 opens ``--sockets`` connections to 127.0.0.1:PORT from loopback addresses 127.0.0.2,
-127.0.0.3, … (``--addresses`` of them, round robin). With ``--trickle S`` each sends a request
+127.0.0.3, … (``--first`` onwards, ``--addresses`` of them, round robin). With ``--trickle S`` each sends a request
 line and then one header line every S seconds and never ends its head (slow loris); without
 it, each sends nothing (idle). Every socket the server closes is reopened at once. Prints one
 JSON line at the end: connections opened and closed by the server, and the most held open at
@@ -21,19 +21,17 @@ import signal
 import socket
 import time
 
-FIRST_ADDRESS = 2  # 127.0.0.1 is the server's (and the test's own) address
-
 
 class Flood:
-    def __init__(self, port: int, sockets: int, addresses: int, trickle: float | None) -> None:
-        self.port, self.addresses, self.trickle = port, addresses, trickle
+    def __init__(self, port: int, sockets: int, addresses: int, trickle: float | None, first: int = 2) -> None:
+        self.port, self.addresses, self.trickle, self.first = port, addresses, trickle, first
         self.selector = selectors.DefaultSelector()
         self.slots: dict[int, socket.socket | None] = dict.fromkeys(range(sockets))
         self.sent_line: dict[int, float] = {}
         self.opened = self.closed = self.held = 0
 
     def source(self, slot: int) -> str:
-        return f"127.0.0.{FIRST_ADDRESS + slot % self.addresses}"
+        return f"127.0.0.{self.first + slot % self.addresses}"
 
     def open(self, slot: int) -> None:
         s = socket.socket()
@@ -98,10 +96,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--sockets", type=int, default=200)
     parser.add_argument("--addresses", type=int, default=1)
+    parser.add_argument("--first", type=int, default=2, help="127.0.0.1 is the server's (and the test's own)")
     parser.add_argument("--trickle", type=float, default=None)
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args(argv)
-    flood = Flood(args.port, args.sockets, args.addresses, args.trickle)
+    flood = Flood(args.port, args.sockets, args.addresses, args.trickle, args.first)
     signal.signal(signal.SIGTERM, stop)  # ends the run cleanly: the counts are still printed
     with contextlib.suppress(KeyboardInterrupt):
         flood.run(args.seconds)
