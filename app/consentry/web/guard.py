@@ -46,12 +46,9 @@ def error_task(security_headers: list[tuple[str, str]]) -> type[ErrorTask]:
         """Waitress's 400, 413, 431, 500 and 501, with the headers our own pages send."""
 
         def execute(self) -> None:
-            status, headers, body = self.request.error.to_response(self.channel.server.adj.ident)
-            self.status = status
-            self.response_headers.extend([*headers, *security_headers])
-            self.set_close_on_finish()
-            self.content_length = len(body)
-            self.write(body)
+            # before waitress's own (2.1 or 3.x): it writes the reply, and with it the head, at its end
+            self.response_headers.extend(security_headers)
+            super().execute()
 
     return SecureErrorTask
 
