@@ -345,7 +345,7 @@ def channels(server: WebServer) -> int:
     return len(server.server.active_channels)
 
 
-def wait_for(condition, seconds: float = 20.0) -> bool:
+def eventually(condition, seconds: float = 20.0) -> bool:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         if condition():
@@ -379,7 +379,7 @@ def test_a_fresh_address_is_answered_while_slow_clients_flood_the_server(bare, a
     guard = bare.server
     with flood(port, **attack) as counts:
         full = CONNECTION_LIMIT if fills == "total" else PER_CLIENT
-        assert wait_for(lambda: channels(bare) >= full), f"the flood never filled the server ({channels(bare)})"
+        assert eventually(lambda: channels(bare) >= full), f"the flood never filled the server ({channels(bare)})"
         answered, end = [], time.monotonic() + HEAD_TIMEOUT_S + 2
         while time.monotonic() < end:
             answered.append(probe(bare.url))
@@ -424,7 +424,7 @@ def test_one_address_holds_at_most_its_share_of_connections(bare):
         return len(gone) >= 10
 
     try:
-        assert wait_for(ten_gone), len(gone)
+        assert eventually(ten_gone), len(gone)
         time.sleep(0.5)
         ten_gone()
         assert len(gone) == 10, "one address keeps exactly its share open"
@@ -486,7 +486,7 @@ def test_the_door_keeps_deciding_while_its_web_page_is_flooded(door_home, astron
     worker = threading.Thread(target=app.run, kwargs={"handle_signals": False}, daemon=True)
     worker.start()
     try:
-        assert wait_for(lambda: getattr(app, "web", None) is not None, 120), "the appliance never started"
+        assert eventually(lambda: getattr(app, "web", None) is not None, 120), "the appliance never started"
         port = int(app.web.url.rsplit(":", 1)[1])
 
         def grants() -> int:
@@ -494,10 +494,10 @@ def test_the_door_keeps_deciding_while_its_web_page_is_flooded(door_home, astron
 
         with flood(port, sockets=200, addresses=20, trickle=4.0), \
                 flood(port, sockets=150, addresses=1, first=30) as idle:
-            assert wait_for(lambda: channels(app.web) >= CONNECTION_LIMIT), channels(app.web)
+            assert eventually(lambda: channels(app.web) >= CONNECTION_LIMIT), channels(app.web)
             # for longer than the head deadline: the floods' connections are cut and reopened meanwhile
             before, frames, start = grants(), app.frames, time.monotonic()
-            assert wait_for(lambda: time.monotonic() - start > HEAD_TIMEOUT_S + 2 and grants() >= before + 3, 120), \
+            assert eventually(lambda: time.monotonic() - start > HEAD_TIMEOUT_S + 2 and grants() >= before + 3, 120), \
                 (grants() - before, app.frames - frames)
             during, elapsed = grants() - before, time.monotonic() - start
             answered = probe(app.web.url, timeout=20)
