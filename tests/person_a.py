@@ -32,7 +32,8 @@ def scripted(clip: list[np.ndarray]) -> ScriptedCamera:
 
 @pytest.fixture
 def person(tmp_path, faces_dir, pipeline):
-    """person_a enrolled for the door from five frames of a different clip; clip 2 for the camera."""
+    """person_a enrolled for the door and the checkout from five frames of a different clip; clip 2
+    for the camera."""
     home = tmp_path / "home"
     KeyFile(home / "master.key").create()
     vectors = []
@@ -40,12 +41,13 @@ def person(tmp_path, faces_dir, pipeline):
         vectors.append(pipeline.embed(frame, largest_face(pipeline.faces(frame))).vector.copy())
         pipeline.wipe()
     with Vault(home, KeyFile(home / "master.key"), create=True) as vault:
-        sid = vault.enroll("Person A", consent(), vectors, pipeline.embedder.name)
+        sid = vault.enroll("Person A", consent(purposes=("door", "checkout")), vectors, pipeline.embedder.name)
     return home, sid, clip_frames(faces_dir / "video" / "webcam_person_a_2.wmv", every=1, limit=90)
 
 
-def kiosk_app(home, camera, mode: str = "challenge") -> Appliance:
+def kiosk_app(home, camera, mode: str = "challenge", profile: str = "door") -> Appliance:
     data = Settings().model_dump()
+    data["profile"] = profile
     data["http"].update(enabled=True, port=0)
     data["door"].update(unlock_seconds=0.5)
     data["tracking"].update(evidence_k=2, evidence_n=3, min_iou=0.2, visit_seconds=0.3)

@@ -55,8 +55,8 @@ def withdraw(app, camera=None, *, answer: bool = True, interrupt=None, seconds: 
 def appliance():
     apps = []
 
-    def start(home, camera):
-        app = kiosk_app(home, camera, mode="passive")  # the shipped default: the door's own liveness
+    def start(home, camera, mode: str = "passive", profile: str = "door"):
+        app = kiosk_app(home, camera, mode=mode, profile=profile)  # passive: the shipped default
         apps.append((app, running(app)))
         return app
 
@@ -66,10 +66,11 @@ def appliance():
         worker.join(timeout=20)
 
 
-def test_a_live_person_who_answers_on_the_kiosk_screen_is_withdrawn(person, appliance):  # noqa: F811
+@pytest.mark.parametrize("profile", ["door", "checkout"])
+def test_a_live_person_who_answers_on_the_kiosk_screen_is_withdrawn(person, appliance, profile):  # noqa: F811
     home, sid, clip = person
     camera = scripted(clip)
-    app = appliance(home, camera)
+    app = appliance(home, camera, profile=profile)
     state, asked, kiosk, page = withdraw(app, camera)
     assert state["state"] == "found", (state, asked)
     assert "Blink" in asked and len(asked) == 2 and set(asked) <= set(SCRIPTS), asked
@@ -99,12 +100,14 @@ def near_still(frame: np.ndarray) -> list[np.ndarray]:
             for _ in range(4)]
 
 
-@pytest.mark.parametrize(("present", "why"), [(still, "did not change at all"), (near_still, "")],
-                         ids=["identical", "near-identical"])
-def test_a_still_of_an_enrolled_person_withdraws_nobody(person, appliance, present, why):  # noqa: F811
+@pytest.mark.parametrize(("present", "why", "mode"), [
+    (still, "did not change at all", "passive"), (near_still, "", "passive"),
+    (still, "did not change at all", "off"),  # no anti-spoofing model: the other cues and the challenge
+    (near_still, "not seen in time", "off")], ids=["identical", "near-identical", "identical-off", "near-off"])
+def test_a_still_of_an_enrolled_person_withdraws_nobody(person, appliance, present, why, mode):  # noqa: F811
     home, sid, clip = person
     camera = FakeCamera(present(clip[6]), fps=15)  # frame 6 matches on its own
-    app = appliance(home, camera)
+    app = appliance(home, camera, mode=mode)
     state, asked, _, page = withdraw(app, camera, answer=False)
     assert app.vault.exists(sid)
     assert state["state"] == "failed" and why in state["message"], state  # noise alone: it cannot act

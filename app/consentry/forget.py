@@ -50,6 +50,7 @@ MESSAGES = {
     "not_you": "The camera recognised a different person.",
     "timeout": "You were not recognised. Use your revocation code, or ask staff.",
     "slow": "The checks did not finish in time.",
+    "unconfirmed": "The withdrawal was not confirmed in time.",
 }
 
 
@@ -80,8 +81,8 @@ class Withdrawal:
 
     def expire(self, now: float) -> None:
         if self.state in WAITING and now > self.deadline:
-            self.state, self.reason, self.prompt = ("timeout", "timeout", None) if self.state == "looking" else \
-                ("failed", "slow", None)
+            why = {"looking": "timeout", "found": "unconfirmed"}.get(self.state, "slow")
+            self.state, self.reason, self.prompt = "timeout" if why == "timeout" else "failed", why, None
 
     @property
     def message(self) -> str:
@@ -120,8 +121,10 @@ class FaceWithdrawal:
         self._own_prompt: str | None = None
 
     def waiting(self) -> bool:
+        """Whether the loop should decide frames for a withdrawal: one is under way, or one just
+        ended (confirmed, replaced, given up) and the kiosk still shows its prompt."""
         f = self.kiosk.forget
-        return f is not None and f.state in WAITING
+        return (f is not None and f.state in WAITING) or self._own_prompt is not None
 
     def door_prompt(self, prompt: str | None) -> None:
         """The door's challenge prompt; a withdrawal's own prompt is shown over it while it asks."""
