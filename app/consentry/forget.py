@@ -180,9 +180,11 @@ class FaceWithdrawal:
             return {}
         if track not in alive:
             return {"state": "failed", "reason": "lost"}
-        if any(r.track_id != track for r in results):
-            return {"state": "failed", "reason": "someone_else"}
         mine = next((r for r in results if r.track_id == track), None)
+        if any(r.track_id != track for r in results):
+            # Another track beside this one is a second face; in its place, most often this face
+            # again after the tracker lost it (a fast move): a new track either way, so it ends.
+            return {"state": "failed", "reason": "someone_else" if mine is not None else "lost"}
         if mine is None or mine.state != "match":
             return {}  # missed this frame, or its visit reopened (a turned head): the challenge's clock runs on
         if mine.subject != candidate:
