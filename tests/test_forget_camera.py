@@ -66,25 +66,12 @@ def appliance():
         worker.join(timeout=20)
 
 
-def settle(camera) -> None:
-    while camera.queue:  # the act plays out and the clip is back at idle
-        time.sleep(0.1)
-    time.sleep(1.0)
-
-
 @pytest.mark.parametrize("profile", ["door", "checkout"])
 def test_a_live_person_who_answers_on_the_kiosk_screen_is_withdrawn(person, appliance, profile):  # noqa: F811
     home, sid, clip = person
     camera = scripted(clip)
     app = appliance(home, camera, profile=profile)
-    for _ in range(3):
-        state, asked, kiosk, page = withdraw(app, camera)
-        if "lost sight of you" not in state["message"]:
-            break
-        # His quick turns, with frames dropped on a loaded machine, can split his track (about
-        # 1 in 10 here): that ends a withdrawal, as any new track must; he starts again.
-        assert app.vault.exists(sid)
-        settle(camera)
+    state, asked, kiosk, page = withdraw(app, camera)
     assert state["state"] == "found", (state, asked)
     assert "Blink" in asked and len(asked) == 2 and set(asked) <= set(SCRIPTS), asked
     assert {f"Forget me: {a.lower()} to confirm" for a in asked} <= kiosk, kiosk  # asked on the kiosk screen

@@ -78,8 +78,9 @@ class FakeCamera:
 
 class ScriptedCamera(FakeCamera):
     """A person on cue: plays ``clip[idle]`` to and fro; ``act(name)`` plays the slice
-    ``scripts[name]`` of the clip once, then back the same way, then idle again; ``show(frames)``
-    plays any frames once instead (a second face walking in, an empty view)."""
+    ``scripts[name]`` of the clip once, then back the same way, then idle again (after the act
+    still playing: cutting into it would jump the face across the picture, which no one does);
+    ``show(frames)`` plays any frames at once instead (a second face walking in, an empty view)."""
 
     def __init__(self, clip: Sequence[np.ndarray], scripts: dict[str, tuple[int, int]], fps: float = 15.0,
                  idle: str = "idle") -> None:
@@ -92,7 +93,8 @@ class ScriptedCamera(FakeCamera):
 
     def act(self, name: str) -> None:
         a, b = self.scripts[name]
-        self.show(self.clip[a:b] + self.clip[a:b][::-1])
+        with self.lock:
+            self.queue += self.clip[a:b] + self.clip[a:b][::-1]
 
     def show(self, frames: Sequence[np.ndarray]) -> None:
         with self.lock:
