@@ -161,3 +161,111 @@ def test_a_second_face_or_a_lost_track_stops_it(person, appliance, faces_dir, pi
     assert state["state"] == "failed" and asked, (state, asked)
     expected = "Someone else came into view" if interrupt == "second_face" else "lost sight of you"
     assert expected in state["message"] and expected in page
+
+
+# -- the withdrawal's rules, with a fixed scorer ---------------------------------------------
+
+class Tracker:
+    """What FaceWithdrawal reads of the tracker: its live tracks and the observed frame."""
+
+    def __init__(self, *tracks: int) -> None:
+        self.tracks, self.observed_frame = set(tracks), None
+
+
+def rig(p_real: float):
+    from consentry.bus.fake import RecordingBus
+    from consentry.config import LivenessConfig
+    from consentry.decide.liveness import LivenessGate, LivenessJudge, LivenessOptions
+    from consentry.forget import FaceWithdrawal, Withdrawal
+    from consentry.web.state import KioskState
+
+    from tests.test_liveness import Scores
+
+    bus, kiosk = RecordingBus("t"), KioskState()
+    door_gate = LivenessGate(LivenessJudge(LivenessOptions(), Scores(p_real)), bus.publish)
+    withdrawal = FaceWithdrawal(kiosk, LivenessConfig(), door_gate, bus.publish)
+
+    def start() -> Withdrawal:
+        with kiosk.lock:
+            kiosk.forget = Withdrawal(owner="me")
+            return kiosk.forget
+
+    return withdrawal, door_gate, kiosk, start
+
+
+def play(withdrawal, results, tracks=(1,), n: int = 6) -> None:
+    from tests.test_liveness import frame
+
+    for _ in range(n):
+        withdrawal.observe(results, Tracker(*tracks), frame())
+
+
+def test_failed_withdrawals_lock_out_withdrawal_by_face_and_never_the_door():
+    from tests.test_liveness import result
+
+    withdrawal, door_gate, _, start = rig(0.1)  # a print: the passive networks refuse it
+    reasons = []
+    for track in range(1, 5):
+        f = start()
+        play(withdrawal, [result(track, "match", "s-a")], (track,))
+        reasons.append(f.reason)
+    assert reasons == ["passive_spoof"] * 3 + ["locked_out"]
+    assert not door_gate.lockout.locked("s-a"), "someone on the network could lock a person out of the door"
+
+
+def test_the_door_lockout_refuses_a_withdrawal_too():
+    from tests.test_liveness import result
+
+    withdrawal, door_gate, _, start = rig(0.99)
+    for _ in range(3):
+        door_gate.lockout.fail("s-a")
+    f = start()
+    play(withdrawal, [result(1, "match", "s-a")])
+    assert (f.state, f.reason) == ("failed", "locked_out") and "Too many failed attempts" in f.message
+
+
+def test_the_door_prompt_wins_and_no_withdrawal_starts_under_it():
+    from tests.test_liveness import result
+
+    withdrawal, _, kiosk, start = rig(0.99)
+    f = start()
+    withdrawal.door_prompt("Blink")
+    play(withdrawal, [result(1, "match", "s-a")])
+    assert f.state == "looking" and kiosk.kiosk_view()["prompt"] == "Blink"
+    withdrawal.door_prompt(None)
+    play(withdrawal, [result(1, "match", "s-a")])
+    assert f.state == "challenge" and kiosk.kiosk_view()["prompt"].startswith("Forget me: ")
+    withdrawal.door_prompt("Blink")  # the door asks someone: its prompt is shown, not the withdrawal's
+    assert kiosk.kiosk_view()["prompt"] == "Blink"
+    withdrawal.door_prompt(None)
+    with kiosk.lock:
+        kiosk.forget = None  # the session gave up
+    play(withdrawal, [], n=1)
+    assert kiosk.kiosk_view()["prompt"] is None and not withdrawal.waiting()
+
+
+def test_another_subject_on_the_track_ends_it():
+    from tests.test_liveness import result
+
+    withdrawal, _, _, start = rig(0.99)
+    f = start()
+    play(withdrawal, [result(1, "match", "s-a")], n=2)
+    play(withdrawal, [result(1, "match", "s-b")], n=1)
+    assert (f.state, f.reason) == ("failed", "not_you") and f.candidate == "s-a"
+
+
+def test_a_withdrawal_replaced_while_it_asks_does_not_stall_the_loop():
+    import threading
+
+    from tests.test_liveness import result
+
+    withdrawal, _, kiosk, start = rig(0.99)
+    start()
+    play(withdrawal, [result(1, "match", "s-a")])
+    assert kiosk.kiosk_view()["prompt"].startswith("Forget me: ")
+    f = start()  # the session pressed "Use the camera" again
+    loop = threading.Thread(target=play, args=(withdrawal, [result(1, "match", "s-a")]), kwargs={"n": 1}, daemon=True)
+    loop.start()
+    loop.join(timeout=10)
+    assert not loop.is_alive(), "the loop is stuck on the kiosk's lock"
+    assert f.state == "checking" and f.track == 1 and withdrawal.gate.judge.tracks == 1  # a fresh start

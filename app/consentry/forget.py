@@ -13,7 +13,7 @@ at the door. A withdrawal therefore asks, of one track from start to end:
 
 Anything else — a second face, the track lost, a different subject on it, a failed cue or a
 challenge not answered in time — ends it with nothing revoked and a reason in plain words.
-The failures count towards the door's lockout (the same :class:`Lockout`). With
+Its failures count towards a lockout of its own (the door's, when it holds, refuses too). With
 ``liveness.mode = "off"`` no anti-spoofing model is loaded: the model-free cues and the
 challenge still run.
 
@@ -114,8 +114,10 @@ class FaceWithdrawal:
     def __init__(self, kiosk, cfg, door_gate: LivenessGate | None, publish: Callable[[str, dict], None]) -> None:
         self.kiosk = kiosk
         scorer = door_gate.judge.scorer if door_gate is not None else _no_model
-        self.gate = LivenessGate(LivenessJudge(forget_options(cfg), scorer), publish,
-                                 lockout=door_gate.lockout if door_gate is not None else None)
+        # Its own lockout: failures here must not lock a person out of the door, since anyone on the
+        # network can start a withdrawal while they stand there; the door's lockout holds here too.
+        self.gate = LivenessGate(LivenessJudge(forget_options(cfg), scorer), publish)
+        self._door_lockout = door_gate.lockout if door_gate is not None else None
         self._current: Withdrawal | None = None
         self._door_prompt: str | None = None
         self._own_prompt: str | None = None
@@ -127,13 +129,14 @@ class FaceWithdrawal:
         return (f is not None and f.state in WAITING) or self._own_prompt is not None
 
     def door_prompt(self, prompt: str | None) -> None:
-        """The door's challenge prompt; a withdrawal's own prompt is shown over it while it asks."""
+        """The door's challenge prompt. It is shown over a withdrawal's (the door is never paused,
+        nor hijacked by a withdrawal someone started), and no withdrawal starts while it asks."""
         self._door_prompt = prompt
         self._show()
 
     def _show(self) -> None:
         own = f"Forget me: {self._own_prompt.lower()} to confirm" if self._own_prompt else None
-        self.kiosk.set_prompt(own or self._door_prompt)
+        self.kiosk.set_prompt(self._door_prompt or own)
 
     def _ask(self, prompt: str | None) -> None:
         if prompt != self._own_prompt:
@@ -145,16 +148,14 @@ class FaceWithdrawal:
         frame the results belong to, with detect-ahead) and the frame read."""
         with self.kiosk.lock:
             f = self.kiosk.forget
-            if f is not self._current:
-                self._reset()
-                self._current = f
-            if f is None or f.state not in WAITING:
-                snapshot = None
-            else:
+            replaced, self._current = self._current is not f, f
+            snapshot = None
+            if f is not None and f.state in WAITING:
                 f.expire(time.monotonic())
                 snapshot = (f.state, f.track, f.candidate) if f.state in WAITING else None
+        if replaced or snapshot is None:
+            self._reset()  # outside the kiosk's lock: it may clear the kiosk's prompt
         if snapshot is None:
-            self._reset()
             return
         seen = tracker.observed_frame
         outcome = self._step(snapshot, results, set(tracker.tracks), seen if seen is not None else frame)
@@ -173,7 +174,7 @@ class FaceWithdrawal:
         now = time.monotonic()
         if state == "looking":
             matched = [r for r in results if r.state == "match" and r.subject]
-            if len(results) == 1 and len(matched) == 1:
+            if len(results) == 1 and len(matched) == 1 and self._door_prompt is None:
                 r = matched[0]
                 return {"state": "checking", "track": r.track_id, "candidate": r.subject, "deadline": now + LOOK_S,
                         **self._judge(r, frame)}
@@ -194,6 +195,8 @@ class FaceWithdrawal:
         return self._judge(mine, frame)
 
     def _judge(self, r, frame: np.ndarray) -> dict:
+        if self._door_lockout is not None and self._door_lockout.locked(r.subject):
+            return {"state": "failed", "reason": "locked_out"}
         verdict = self.gate.check(r.track_id, r.subject, frame, r.box, r.mesh)
         if verdict.state == "failed":
             return {"state": "failed", "reason": verdict.reason}
@@ -210,7 +213,6 @@ class FaceWithdrawal:
             setattr(f, key, value)
 
     def _reset(self) -> None:
-        """Forget the one track's liveness state and stop asking."""
-        if self._current is not None and self._current.track is not None:
-            self.gate.judge.forget(self._current.track)
+        """Forget the liveness state of every track (there is at most the one) and stop asking."""
+        self.gate.judge.keep_only(set())
         self._ask(None)

@@ -258,14 +258,13 @@ class Lockout:
 
 class LivenessGate:
     """The judge and the lockout as a policy uses them: a locked-out subject fails at once (not
-    scored), and the failure that reaches ``max_failures`` publishes ``event/presentation_attack``.
-    ``lockout``: another gate's, so that failures here and there count together."""
+    scored), and the failure that reaches ``max_failures`` publishes ``event/presentation_attack``."""
 
     def __init__(self, judge: LivenessJudge, publish: Callable[[str, dict], None],
-                 clock: Callable[[], float] = time.monotonic, lockout: Lockout | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.judge = judge
         self.publish = publish
-        self.lockout = lockout or Lockout(judge.options, clock)
+        self.lockout = Lockout(judge.options, clock)
 
     def check(self, track_id: int, subject: str, frame: np.ndarray | None, box: tuple,
               mesh: np.ndarray | None) -> LivenessVerdict:
