@@ -20,10 +20,11 @@ import segno
 
 from ..config import Settings
 from ..errors import ConsentryError, SubjectNotFound
+from ..forget import Withdrawal
 from . import pages
 from .auth import ENROL_UNLOCK_S, SESSION_COOKIE, Busy, Session, Sessions, verify_secret
 from .http import Response, WebServer, wsgi_app
-from .state import BUSY, Capture, Forget, KioskState
+from .state import BUSY, Capture, KioskState
 
 log = logging.getLogger(__name__)
 __all__ = ["WebApp", "WebServer"]
@@ -228,7 +229,7 @@ class WebApp:
             if f is not None and f.owner != session.key and f.live():
                 return Response(pages.forget(session.csrf, "Someone else is using the camera; try again soon."),
                                 HTTPStatus.CONFLICT)
-            self.kiosk.forget = Forget(owner=session.key)
+            self.kiosk.forget = Withdrawal(owner=session.key)
         return Response(pages.forget_camera(session.csrf))
 
     def api_forget(self, session, form, client):
@@ -236,21 +237,25 @@ class WebApp:
             f = self.kiosk.forget
             if f is None or f.owner != session.key:
                 return Response({"state": "none"})
-            if f.state == "looking" and time.monotonic() > f.deadline:
-                f.state = "timeout"
-            return Response({"state": f.state})
+            return Response(f.view())
 
     def forget_confirm(self, session, form, client):
-        """Revoke only if this session's withdrawal found one subject and that same subject is
-        still the only face in view right now."""
+        """Revoke only if this session's withdrawal found one live subject who answered the
+        challenge on the kiosk screen, and that same track is still the only face in view."""
         with self.kiosk.lock:
             f = self.kiosk.forget
             if f is None or f.owner != session.key:
                 f = None
             else:
                 self.kiosk.forget = None
-        if f is None or not f.confirmable():
-            return Response(pages.forget(session.csrf, "You were not recognised; nothing was changed."))
+            confirmable = f is not None and f.confirmable()
+            why = f.view()["message"] if f is not None else ""
+            state = f.state if f is not None else "none"
+        if not confirmable:
+            if not why:
+                why = ("You were no longer in view; nothing was changed." if state == "found" else
+                       "You were not recognised, or did not yet confirm on the camera; nothing was changed.")
+            return Response(pages.forget(session.csrf, why))
         return Response(pages.receipt(self.vault.revoke(f.candidate, reason="withdrawn at the kiosk").as_json()))
 
     # -- staff ----------------------------------------------------------------------------
