@@ -128,6 +128,15 @@ class MatchConfig(_Strict):
     calibrated_at: str | None = Field("2026-12-01", description="Date of the calibration (ISO 8601).")
     impostor_comparisons: int | None = Field(142443, ge=0, description="Impostor pairs behind the calibration; "
                                              "3 / this is the smallest FMR it can support.")
+    adapt: bool = Field(True, description="Door templates (decide/adapt.py): after a granted visit whose "
+                        "liveness passed and whose mean descriptor is at least adapt_margin inside visit_threshold "
+                        "and within visit_threshold of the consent-time centroid, the door keeps that descriptor "
+                        "as a template of the subject (encrypted, destroyed with the subject, never replicated). "
+                        "False: nothing is learned and door templates already kept are destroyed at start.")
+    adapt_margin: float = Field(0.05, ge=0, lt=1, description="How far (L2) inside visit_threshold a granted "
+                                "visit must be to be learned (docs/thresholds.md, door templates).")
+    adapt_max: int = Field(3, ge=1, le=10, description="Door templates kept per subject (the oldest replaced; "
+                           "consent-time templates are never displaced).")
 
 
 class VaultConfig(_Strict):
