@@ -218,3 +218,90 @@ def test_only_a_granted_live_matched_visit_is_learned_and_the_hold_is_zeroed(vau
     witness.identify(probe, MODEL, threshold=T)
     hold.keep_only(set())  # the track left before the door decided
     assert not hold.buffers()
+
+
+class PassingLiveness:
+    """Stands in for the liveness gate (the fake camera shows a photo, which real liveness
+    refuses; tests/test_liveness*.py cover it): passed on the second look at a track."""
+
+    def __init__(self) -> None:
+        self.looks: dict[int, int] = {}
+
+    def check(self, track_id, subject, frame, box, mesh):
+        from consentry.decide.liveness import LivenessVerdict
+
+        self.looks[track_id] = self.looks.get(track_id, 0) + 1
+        return LivenessVerdict("passed" if self.looks[track_id] >= 2 else "pending")
+
+    def keep_only(self, live) -> None:
+        pass
+
+
+def door_run(monkeypatch, home, frames, **match):
+    from consentry.app import Appliance
+    from consentry.camera.fake import FakeCamera
+
+    from tests.test_appliance import appliance, settings
+
+    monkeypatch.setattr(Appliance, "_liveness", lambda self: PassingLiveness())
+    app = appliance(settings(match=match), home, FakeCamera(frames, fps=30))
+    app.run(max_frames=len(frames))
+    return app
+
+
+def door_templates(home) -> dict[str, int]:
+    with Vault(home, KeyFile(home / "master.key")) as v:
+        return v.door_template_counts()
+
+
+def test_a_granted_live_visit_at_the_door_leaves_one_door_template_and_nothing_new_on_the_bus(
+        monkeypatch, tmp_path, pipeline, astronaut):
+    from tests.test_appliance import panned
+
+    home = tmp_path / "home"
+    KeyFile(home / "master.key").create()
+    vector = pipeline.embed(astronaut, pipeline.faces(astronaut)[0]).vector.copy()
+    pipeline.wipe()
+    with Vault(home, KeyFile(home / "master.key"), create=True) as v:
+        sid = v.enroll("Astrid", consent(), [vector], pipeline.embedder.name)
+    frames = panned(astronaut)
+    off = door_run(monkeypatch, home, frames, adapt=False)
+    assert door_templates(home) == {}
+    on = door_run(monkeypatch, home, frames)
+    assert [e["subject"] for e in on.bus.of("event/access") if e["decision"] == "granted"] == [sid]
+    assert door_templates(home) == {sid: 1}
+    assert on.recognizer.hold is not None and not on.recognizer.hold.buffers()
+    # the bus carries the same topics and fields as without adaptation
+    assert sorted({(t, tuple(sorted(p))) for t, p, *_ in on.bus.sent if isinstance(p, dict)}) == \
+        sorted({(t, tuple(sorted(p))) for t, p, *_ in off.bus.sent if isinstance(p, dict)})
+    assert len(on.gallery) == 0  # closed at stop: the rows were zeroed
+    off = door_run(monkeypatch, home, frames, adapt=False)
+    assert door_templates(home) == {}, "adapt = false destroys what was learned"
+
+
+def test_a_stranger_at_a_learning_door_leaves_no_door_template_and_a_zeroed_visit(
+        monkeypatch, tmp_path, pipeline, astronaut):
+    from consentry.decide.recognizer import Recognizer
+
+    from tests.test_appliance import panned
+
+    home = tmp_path / "home"
+    KeyFile(home / "master.key").create()
+    with Vault(home, KeyFile(home / "master.key"), create=True) as v:
+        v.enroll("Someone Else", consent(), [np.full(128, 0.05, np.float32)], pipeline.embedder.name)
+    seen = []
+    original = Recognizer.step
+
+    def step(self, frame, now=None):
+        out = original(self, frame, now)
+        settled = [any(np.any(b) for b in v.buffers()) for v in self.visits().values() if v.verdict.state == "unknown"]
+        seen.append((settled, len(self.hold)))
+        return out
+
+    monkeypatch.setattr(Recognizer, "step", step)
+    app = door_run(monkeypatch, home, panned(astronaut))
+    assert all(e["decision"] == "unknown" for e in app.bus.of("event/access"))
+    assert door_templates(home) == {}
+    assert seen and all(not held for _, held in seen), "a stranger's descriptor was held"
+    settled = [dirty for visits, _ in seen for dirty in visits]
+    assert settled and not any(settled), "a settled stranger visit kept descriptors"
