@@ -105,6 +105,10 @@ class MatchHold:
         self._held[track_id] = (decision.subject, float(decision.distance),
                                 np.array(query, np.float32).reshape(DIM))
 
+    def peek(self, track_id: int) -> tuple[str, float, np.ndarray] | None:
+        """What is held for a track, left in place (for evaluations that report it)."""
+        return self._held.get(track_id)
+
     def take(self, track_id: int) -> tuple[str, float, np.ndarray] | None:
         """The held (subject, distance, descriptor); the caller zeroes the descriptor."""
         return self._held.pop(track_id, None)
