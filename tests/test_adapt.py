@@ -305,3 +305,13 @@ def test_a_stranger_at_a_learning_door_leaves_no_door_template_and_a_zeroed_visi
     assert seen and all(not held for _, held in seen), "a stranger's descriptor was held"
     settled = [dirty for visits, _ in seen for dirty in visits]
     assert settled and not any(settled), "a settled stranger visit kept descriptors"
+
+
+def test_visit_distances_are_those_of_every_window_mean():
+    from consentry.evaluate.adapt import visit_distances
+
+    rng = np.random.default_rng(4)
+    d = rng.standard_normal((20, 128)).astype(np.float32)
+    c = rng.standard_normal(128).astype(np.float32)
+    expected = [np.linalg.norm(d[i:i + 8].mean(axis=0) - c) for i in range(13)]
+    assert np.allclose(visit_distances(d, c, 8), expected, atol=1e-5)

@@ -246,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     out = evaluate(args.clips, settings)
     if args.still_set:
         t = out["visit_threshold"]
-        out["stranger_tail"] = stranger_tail(args.still_set, settings, [t - m for m in (0.05, 0.03, 0.02, 0.01, 0.0)])
+        margins = (0.1, 0.05, 0.03, 0.02, 0.01, 0.0)
+        out["stranger_tail"] = stranger_tail(args.still_set, settings, [t - m for m in margins])
     if args.json:
         print(json.dumps(out))
         return 0
