@@ -271,9 +271,11 @@ def test_a_granted_live_visit_at_the_door_leaves_one_door_template_and_nothing_n
     assert [e["subject"] for e in on.bus.of("event/access") if e["decision"] == "granted"] == [sid]
     assert door_templates(home) == {sid: 1}
     assert on.recognizer.hold is not None and not on.recognizer.hold.buffers()
-    # the bus carries the same topics and fields as without adaptation
-    assert sorted({(t, tuple(sorted(p))) for t, p, *_ in on.bus.sent if isinstance(p, dict)}) == \
-        sorted({(t, tuple(sorted(p))) for t, p, *_ in off.bus.sent if isinstance(p, dict)})
+    # nothing new on the bus: no topic or field that a door without adaptation does not send
+    # (the 10-second status message is left out: a slow run may reach it and the other not)
+    def shapes(app):
+        return {(t, tuple(sorted(p))) for t, p, *_ in app.bus.sent if isinstance(p, dict) and t != "status"}
+    assert shapes(on) <= shapes(off) and any(t == "event/access" for t, _ in shapes(on))
     assert len(on.gallery) == 0  # closed at stop: the rows were zeroed
     off = door_run(monkeypatch, home, frames, adapt=False)
     assert door_templates(home) == {}, "adapt = false destroys what was learned"
