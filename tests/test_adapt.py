@@ -14,7 +14,8 @@ from consentry.vault import KeyFile, Vault
 from consentry.vault.replica import ReplicaSubject
 from consentry.vault.store import DB_NAME
 
-from tests.test_vault import MODEL, Clock, consent, vectors
+from tests.test_vault import MODEL, Clock, vectors
+from tests.test_vault import consent as consent_v1
 
 T = 0.30
 OPTIONS = AdaptOptions(threshold=T, margin=0.05, keep=3)
@@ -31,6 +32,11 @@ def keyfile(tmp_path) -> KeyFile:
 def vault(tmp_path, keyfile):
     with Vault(tmp_path / "home", keyfile, create=True) as v:
         yield v
+
+
+def consent(**fields):
+    """A consent to the shipped door text that says a door learns (version 2)."""
+    return consent_v1(**{"version": "2", **fields})
 
 
 def unit(seed: int) -> np.ndarray:
@@ -317,3 +323,11 @@ def test_visit_distances_are_those_of_every_window_mean():
     c = rng.standard_normal(128).astype(np.float32)
     expected = [np.linalg.norm(d[i:i + 8].mean(axis=0) - c) for i in range(13)]
     assert np.allclose(visit_distances(d, c, 8), expected, atol=1e-5)
+
+
+def test_nobody_is_learned_from_who_agreed_to_a_text_that_did_not_say_so(vault):
+    vault.enroll("Old", consent_v1(), vectors(3), MODEL)
+    gallery = gallery_from_vault(vault, MODEL, MatchPolicy(0.4), "door").gallery
+    adapter, hold = adapter_for(vault, gallery)
+    assert offer(adapter, hold, gallery, vectors(3)[0] + 0.001).outcome == "not_consented"
+    assert vault.door_template_counts() == {} and not hold.buffers()

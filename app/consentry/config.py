@@ -140,6 +140,10 @@ class MatchConfig(_Strict):
                                 "and 0.37 (docs/thresholds.md, door templates).")
     adapt_max: int = Field(3, ge=1, le=10, description="Door templates kept per subject (the oldest replaced; "
                            "consent-time templates are never displaced).")
+    adapt_consents: list[str] = Field(["consentry-door@2"], description="Consent texts (id@version) that tell "
+                                      "the person a door learns door templates; subjects who agreed to another "
+                                      "text (deploy/consent/door.txt before version 2 did not say it) are never "
+                                      "learned from. Add a site's own texts here once they say it.")
 
 
 class VaultConfig(_Strict):

@@ -38,24 +38,27 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class AdaptOptions:
     """threshold: the visit threshold (L2) grants are made at. margin: how far (L2) inside it a
-    visit must be to be learned. keep: door templates per subject at most."""
+    visit must be to be learned. keep: door templates per subject at most. consents: the
+    consent texts (``id@version``) that tell the person so; nobody else is learned from."""
 
     threshold: float
     margin: float
     keep: int
+    consents: frozenset[str] = frozenset({"consentry-door@2"})
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AdaptOptions | None:
         m = settings.match
         if not m.adapt:
             return None
-        return cls(m.visit_threshold or m.threshold, m.adapt_margin, m.adapt_max)
+        return cls(m.visit_threshold or m.threshold, m.adapt_margin, m.adapt_max, frozenset(m.adapt_consents))
 
 
 @dataclass(frozen=True)
 class Learned:
-    """What one offer came to: ``stored`` or the reason it was not (``not_live``, ``no_visit``,
-    ``outside_margin``, ``far_from_consent``, ``no_consent_templates``, ``vault``);
+    """What one offer came to: ``stored`` or the reason it was not (``denied``, ``not_live``,
+    ``no_visit``, ``not_consented``, ``outside_margin``, ``far_from_consent``,
+    ``no_consent_templates``, ``vault``);
     ``kept``: the subject's door templates afterwards (0 when nothing was stored)."""
 
     outcome: str
@@ -154,6 +157,8 @@ class DoorAdapter:
                 return self._count(Learned("no_visit"))
             _, distance, vector = held
             try:
+                if self.vault.consent_text(subject) not in self.options.consents:
+                    return self._count(Learned("not_consented"))
                 outcome = judge(distance, self.vault.consent_distance(subject, self.model, vector), self.options)
                 if outcome != "stored":
                     return self._count(Learned(outcome))

@@ -70,7 +70,7 @@ def _consent():
 
     from ..vault import ConsentRecord
 
-    return ConsentRecord("evaluation", "1", "0" * 64, dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+    return ConsentRecord("consentry-door", "2", "0" * 64, dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
                          "cli", "evaluation", 1, "adult", ("door",))
 
 

@@ -53,6 +53,14 @@ class DoorTemplates:
             out.append(crypto.bytes_vector(raw))
         return out
 
+    def consent_text(self, subject: str) -> str:
+        """``id@version`` of the consent text an intact subject agreed to."""
+        with self._lock:
+            self._subject_key(subject)  # exists and its signed row is intact
+            cid, version = self._conn.execute("SELECT consent_id, consent_version FROM subjects WHERE id=?",
+                                              (subject,)).fetchone()
+        return f"{cid}@{version}"
+
     def subject_templates(self, subject: str, model: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """(consent-time, door) templates of one subject, transformed, oldest first. The caller
         zeroes them."""
