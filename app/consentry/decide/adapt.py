@@ -203,5 +203,6 @@ def door_adapter(app) -> DoorAdapter | None:
         return None
     hold = MatchHold()
     app.recognizer.hold = hold
+    app._closers.append(hold.wipe)  # a track still in view at stop: what it held goes too
     model = app.recognizer.tracker.pipeline.embedder.name
     return DoorAdapter(options, app.vault, app.gallery, hold, model)
