@@ -4,6 +4,7 @@ where a face is needed, real models: what is learned, what never is, and who can
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import numpy as np
 import pytest
@@ -331,3 +332,35 @@ def test_nobody_is_learned_from_who_agreed_to_a_text_that_did_not_say_so(vault):
     adapter, hold = adapter_for(vault, gallery)
     assert offer(adapter, hold, gallery, vectors(3)[0] + 0.001).outcome == "not_consented"
     assert vault.door_template_counts() == {} and not hold.buffers()
+
+
+def test_in_a_site_door_templates_stay_on_the_door_and_go_with_the_subjects_record(tmp_path):
+    """A real broker, a kiosk and a joined door (tests/fleet_rig.py): what the door learned is
+    in no record the kiosk publishes, and leaves the door when the site revokes the subject."""
+    from tests.broker import Mosquitto
+    from tests.fleet_rig import MODEL as SITE_MODEL
+    from tests.fleet_rig import Door, Site, mqtt_for, wait
+    from tests.fleet_rig import vectors as site_vectors
+
+    server = Mosquitto(tmp_path).start()
+    site = Site(tmp_path, server.port)
+    door = Door(site.join("door"), mqtt_for(server.port, "door"))
+    try:
+        assert wait(lambda: door.service.verdict().granting, 10), "the door never synced"
+        sid = site.enrol(11)
+        probe = site_vectors(11, 1)[0]
+        assert wait(lambda: door.grants(probe) == sid, 5)
+        records = site.vault.fleet_records()
+        door.vault.add_door_template(sid, probe, SITE_MODEL, keep=3)
+        assert door.vault.door_template_counts() == {sid: 1}
+        time.sleep(0.5)  # a heartbeat or two: nothing about it is published
+        assert site.vault.fleet_records() == records and site.vault.door_template_counts() == {}
+        assert len(site.vault.export_subject(sid, SITE_MODEL).template_ids) == 3
+        site.vault.revoke(sid)
+        assert wait(lambda: not door.vault.exists(sid), 5)
+        assert door.vault.door_template_counts() == {}
+        assert door.vault.verify_audit().ok
+    finally:
+        door.close()
+        site.close()
+        server.stop()
