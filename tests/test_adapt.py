@@ -129,6 +129,14 @@ def test_a_door_template_is_bound_to_its_row(vault):
     conn.close()
     loaded = vault.load_templates(MODEL, "door")
     assert len(loaded.damaged) == 1 and len(loaded.templates) == 3
+    conn = sqlite3.connect(vault.home / DB_NAME)  # a flipped byte in the door template itself
+    blob = bytearray(conn.execute("SELECT ct FROM door_templates WHERE id=?", (tid,)).fetchone()[0])
+    blob[20] ^= 1
+    conn.execute("UPDATE door_templates SET ct=? WHERE id=?", (bytes(blob), tid))
+    conn.commit()
+    conn.close()
+    assert tid in vault.damaged()
+    assert len(vault.load_templates(MODEL, "door").templates) == 2
     from consentry.vault import crypto
     from consentry.vault.aad import aad_template
 

@@ -136,6 +136,22 @@ class DoorTemplates:
                 out.extend((subject, v) for v in self._open_rows(subject, key, model, True))
         return out
 
+    def _damaged_door_templates(self, skip: set[str]) -> list[str]:
+        """Door templates that fail authentication (for doctor), of subjects not in ``skip``."""
+        out = []
+        with self._lock:
+            rows = self._conn.execute("SELECT d.id, d.subject_id, d.model, d.ct, s.wrapped_key FROM door_templates d "
+                                      "JOIN subjects s ON s.id = d.subject_id ORDER BY d.id").fetchall()
+            for tid, sid, model, ct, wrapped in rows:
+                if sid in skip:
+                    continue
+                try:
+                    crypto.unseal(self._data_key(sid, wrapped), bytes(ct), aad_door_template(sid, tid, model),
+                                  f"door template {tid}")
+                except TemplateIntegrityError:
+                    out.append(tid)
+        return out
+
     def _delete_door_templates(self, subject: str) -> int:
         """Inside the caller's transaction (revocation, expiry, a replaced site record)."""
         return int(self._conn.execute("DELETE FROM door_templates WHERE subject_id=?", (subject,)).rowcount)

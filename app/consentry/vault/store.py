@@ -559,6 +559,7 @@ class Vault(DoorTemplates, FleetRows):
             loaded = self.load_templates(model)
             loaded.wipe()
             found.update(loaded.damaged)
+        found.update(self._damaged_door_templates(found))
         return sorted(found)
 
     def integrity_check(self) -> str:
