@@ -91,7 +91,7 @@ def video_templates(pipeline: FacePipeline, path: Path, count: int = 5, *, min_u
     for i, frame in enumerate(frames()):
         total += 1
         try:
-            reason = _one_good_face(pipeline, frame)[1]
+            reason = one_good_face(pipeline, frame)[1]
         finally:
             pipeline.wipe()
             frame.fill(0)
@@ -112,7 +112,7 @@ def video_templates(pipeline: FacePipeline, path: Path, count: int = 5, *, min_u
     for i, frame in enumerate(frames()):
         if i in wanted:
             try:
-                face, reason = _one_good_face(pipeline, frame)
+                face, reason = one_good_face(pipeline, frame)
                 if reason is None:
                     vectors.append(pipeline.embed(frame, face).vector.copy())
             finally:
@@ -133,7 +133,7 @@ def video_templates(pipeline: FacePipeline, path: Path, count: int = 5, *, min_u
     return VideoEnrolment(vectors, total, len(usable), skipped)
 
 
-def _one_good_face(pipeline: FacePipeline, frame: np.ndarray):
+def one_good_face(pipeline: FacePipeline, frame: np.ndarray):
     """(the face, None) when the frame holds exactly one face passing every gate, else (None, reason)."""
     faces = pipeline.faces(frame)
     if len(faces) != 1:

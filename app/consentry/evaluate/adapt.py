@@ -35,14 +35,14 @@ def clip_descriptors(pipeline, path: Path) -> np.ndarray:
     """(n, 128) descriptors of the frames with exactly one face passing the gates, in order
     (the evaluation's own copy of one consenting test person; the caller zeroes it)."""
     from ..camera.sources import OpenCVSource
-    from ..enrolment import _one_good_face
+    from ..enrolment import one_good_face
 
     source = OpenCVSource(str(path), finite=True)
     out = []
     try:
         for frame in source.frames():
             try:
-                face, reason = _one_good_face(pipeline, frame)
+                face, reason = one_good_face(pipeline, frame)
                 if reason is None:
                     out.append(pipeline.embed(frame, face).vector.copy())
             finally:
