@@ -283,12 +283,13 @@ def test_a_schema_1_store_is_migrated_and_keeps_its_subjects(tmp_path, keyfile):
     conn = sqlite3.connect(home / DB_NAME)  # turn it back into what schema 1 looked like
     conn.executescript("DROP INDEX subjects_revocation; ALTER TABLE subjects DROP COLUMN revocation_tag; "
                        "DROP TABLE credentials; DROP TABLE commands; DROP TABLE fleet; DROP TABLE fleet_doors; "
+                       "DROP TABLE door_templates; "
                        "ALTER TABLE subjects DROP COLUMN row_mac; "
                        "DELETE FROM meta WHERE key = 'meta_mac'; "
                        "UPDATE meta SET value = 1 WHERE key = 'schema_version';")
     conn.close()
     with Vault(home, keyfile, create=True) as v:
-        assert v._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == 4
+        assert v._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == 5
         assert [s.id for s in v.subjects()] == [sid]
         assert gallery_from_vault(v, MODEL, MatchPolicy(0.3)).gallery.identify(vectors(70)[0], MODEL).subject == sid
         code = v.issue_revocation_code(sid)

@@ -23,6 +23,7 @@ from .bus.commands import CommandGate, request_id_of, subject_of
 from .camera import FrameSource, open_source
 from .camera.supervisor import SupervisedSource
 from .config import Settings
+from .decide.adapt import door_adapter
 from .decide.checkout import CheckoutPolicy
 from .decide.door import DoorPolicy
 from .decide.recognizer import recognizer_from_settings
@@ -233,7 +234,8 @@ class Appliance:
             self.policy = DoorPolicy(s.door, self.door, self._publish, on_grant=self._seen,
                                      on_unknown=self._count_unknown, liveness=self._liveness(),
                                      on_prompt=lambda track, prompt: self.withdrawal.door_prompt(prompt),
-                                     gate=self.fleet.verdict if self.fleet is not None else None)
+                                     gate=self.fleet.verdict if self.fleet is not None else None,
+                                     adapt=door_adapter(self))
         else:
             identify = self._gallery(model, "checkout", opted_in_only=True)
             if self.fleet is not None:

@@ -52,6 +52,9 @@ class SubjectSigner:
             return None
         templates = [r[0] for r in self._conn.execute(
             "SELECT id || ':' || model FROM templates WHERE subject_id=? ORDER BY id", (subject,))]
+        # door templates too (none: the body is what it was before they existed, so older MACs hold)
+        templates += ["door:" + r[0] for r in self._conn.execute(
+            "SELECT id || ':' || model FROM door_templates WHERE subject_id=? ORDER BY id", (subject,))]
         body = json.dumps([None if v is None else str(v) for v in row] + templates).encode()
         return hmac.new(self._key, body, hashlib.sha256).digest()
 

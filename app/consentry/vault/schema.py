@@ -7,8 +7,9 @@ from pathlib import Path
 
 from ..errors import VaultError, VaultMissing
 
-SCHEMA_VERSION = 4
-TABLES = frozenset({"meta", "subjects", "templates", "audit", "credentials", "commands", "fleet", "fleet_doors"})
+SCHEMA_VERSION = 5
+TABLES = frozenset({"meta", "subjects", "templates", "audit", "credentials", "commands", "fleet", "fleet_doors",
+                    "door_templates"})
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -71,6 +72,18 @@ MIGRATIONS: dict[int, str] = {
                         digest TEXT NOT NULL, record BLOB);
     CREATE TABLE fleet_doors (door TEXT PRIMARY KEY, public_key BLOB NOT NULL, label TEXT NOT NULL,
                               status TEXT NOT NULL, updated TEXT NOT NULL);
+    """,
+    # 5: door templates (vault/door_templates.py): what a door learned of a subject after live,
+    # granted visits, apart from the consent-time templates and outside a site's records.
+    5: """
+    CREATE TABLE door_templates (
+        id TEXT PRIMARY KEY,
+        subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+        model TEXT NOT NULL,
+        ct BLOB NOT NULL,
+        created TEXT NOT NULL
+    );
+    CREATE INDEX door_templates_subject ON door_templates(subject_id);
     """,
 }
 
