@@ -285,6 +285,7 @@ def test_a_schema_1_store_is_migrated_and_keeps_its_subjects(tmp_path, keyfile):
                        "ALTER TABLE subjects DROP COLUMN card_tag; "
                        "DROP INDEX subjects_revocation; ALTER TABLE subjects DROP COLUMN revocation_tag; "
                        "DROP TABLE credentials; DROP TABLE commands; DROP TABLE fleet; DROP TABLE fleet_doors; "
+                       "DROP TABLE door_templates; "
                        "ALTER TABLE subjects DROP COLUMN row_mac; "
                        "DELETE FROM meta WHERE key = 'meta_mac'; "
                        "UPDATE meta SET value = 1 WHERE key = 'schema_version';")

@@ -143,7 +143,7 @@ def run_cli(capsys, *argv: str) -> tuple[int, str]:
     return code, capsys.readouterr().out
 
 
-def test_lifecycle_walkthrough_from_the_readme(tmp_path, faces_dir, capsys):
+def test_lifecycle_walkthrough_from_docs_vault_md(tmp_path, faces_dir, capsys):
     ex = faces_dir / "examples"
     home = ["--home", str(tmp_path / "home")]
     consent_file = os.path.join(os.path.dirname(__file__), "..", "deploy", "consent", "door.txt")

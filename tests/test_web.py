@@ -61,10 +61,11 @@ def kiosk(tmp_path, faces_dir, request):
                     camera_opener=FakeCamera(frames, fps=20).open, pin_factory=MockFactory(), bus=RecordingBus())
     worker = threading.Thread(target=app.run, kwargs={"handle_signals": False}, daemon=True)
     worker.start()
-    for _ in range(200):
-        if getattr(app, "web", None) is not None:
+    for _ in range(1200):  # models load first: a loaded machine takes far longer than the usual 2 s
+        if getattr(app, "web", None) is not None or not worker.is_alive():
             break
         threading.Event().wait(0.05)
+    assert getattr(app, "web", None) is not None, "the appliance did not start its web page within 60 s"
     yield app
     app.request_stop()
     worker.join(timeout=10)
@@ -131,9 +132,11 @@ def test_enrol_be_recognised_and_withdraw_with_the_code(page, kiosk):
 @pytest.mark.parametrize("kiosk", [0.12], indirect=True)
 def test_a_face_too_small_to_use_is_asked_to_come_closer(page, kiosk):
     page.goto("/")
-    page.wait_for_function("document.getElementById('status').textContent.includes('closer')", timeout=15000)
+    # One retried assertion, not a wait then a second read: the status is re-rendered every
+    # 0.4 s, and on a loaded machine the first frames come late. The advice itself is steady
+    # (every frame of this face gives too_small first).
+    sync_api.expect(page.locator("#status")).to_have_text("Come a little closer", timeout=60000)
     shot(page, "00-kiosk-come-closer")
-    assert page.text_content("#status") == "Come a little closer"
 
 
 def test_declining_captures_nothing(page, kiosk):
@@ -180,16 +183,17 @@ def test_too_many_wrong_logins_are_refused(page, kiosk):
     assert statuses[:5] == [401] * 5 and statuses[5] == 429
 
 
-def test_withdraw_by_looking_at_the_camera(page, kiosk):
+def test_a_photo_at_the_camera_cannot_withdraw_anyone(page, kiosk):
+    """The fake camera plays a digital photo: recognised, but it cannot answer the challenge
+    (tests/test_web_challenge.py has a live person who does)."""
     start_enrolment(page, "-camera")
     page.click("#accept")
     page.wait_for_url("**/enroll/done", timeout=30000)
     assert len(kiosk.vault.subjects()) == 1
     page.goto("/forget")
     page.click("#use-camera")
-    sync_api.expect(page.locator("#confirm")).to_be_visible(timeout=15000)
-    shot(page, "13-forget-camera-found")
-    page.click("#confirm-button")
-    page.wait_for_selector("#receipt")
-    shot(page, "14-forget-camera-receipt")
-    assert kiosk.vault.subjects() == []
+    sync_api.expect(page.locator("#why")).to_be_visible(timeout=60000)
+    sync_api.expect(page.locator("#why")).to_contain_text("Nothing was changed")
+    assert page.locator("#confirm").is_hidden()
+    shot(page, "13-forget-camera-photo-refused")
+    assert len(kiosk.vault.subjects()) == 1

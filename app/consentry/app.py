@@ -23,6 +23,7 @@ from .bus.commands import CommandGate, request_id_of, subject_of
 from .camera import FrameSource, open_source
 from .camera.supervisor import SupervisedSource
 from .config import Settings
+from .decide.adapt import door_adapter
 from .decide.checkout import CheckoutPolicy
 from .decide.door import DoorPolicy
 from .decide.recognizer import recognizer_from_settings
@@ -161,17 +162,23 @@ class Appliance:
         self._closers.append(self.bus.close)
 
     def _start_web(self) -> None:
+        from .forget import FaceWithdrawal
+        from .web.capture import KioskEnrolment
         from .web.state import KioskState
 
         self.kiosk = KioskState()
-        self._guided = None
+        self.enrolment = KioskEnrolment(self.kiosk, self.vault, self.recognizer.tracker.pipeline, self.camera,
+                                        threshold=self.settings.match.threshold, on_stored=self._reload_gallery,
+                                        out=self.out)
+        self.withdrawal = FaceWithdrawal(self.kiosk, self.settings.liveness, self.policy.liveness, self._publish)
         if not self.settings.http.enabled:
             return
         from .web.server import WebApp, WebServer
 
-        self.web = WebServer(WebApp(self.settings, self.kiosk, self.vault, health=self.health,
-                                    checks=self.checks, fleet=self.fleet).wsgi,
-                             self.settings.http.bind, self.settings.http.port)
+        webapp = WebApp(self.settings, self.kiosk, self.vault, health=self.health, checks=self.checks,
+                        fleet=self.fleet, enrolment=self.enrolment)
+        self.enrolment.owner_alive = webapp.sessions.holds
+        self.web = WebServer(webapp.wsgi, self.settings.http.bind, self.settings.http.port)
         self.web.start()
         self._closers.append(self.web.close)
         self.out(f"web page at {self.web.url}")
@@ -219,8 +226,9 @@ class Appliance:
             self._start_output(relay=True)
             self.policy = DoorPolicy(s.door, self.door, self._publish, on_grant=self._seen,
                                      on_unknown=self._count_unknown, liveness=self._liveness(),
-                                     on_prompt=lambda track, prompt: self.kiosk.set_prompt(prompt),
-                                     gate=self.fleet.verdict if self.fleet is not None else None)
+                                     on_prompt=lambda track, prompt: self.withdrawal.door_prompt(prompt),
+                                     gate=self.fleet.verdict if self.fleet is not None else None,
+                                     adapt=door_adapter(self))
         else:
             identify = self._gallery(model, "checkout", opted_in_only=True)
             if self.fleet is not None:
@@ -289,17 +297,18 @@ class Appliance:
         self.notifier.alive()
         self._drain_inbox()
         try:
-            if self.kiosk.capture is not None and self.kiosk.capture.state == "capturing":
-                self._capture_step(frame, self.kiosk.capture)
+            self.enrolment.tick()
+            if self.enrolment.capturing():
+                self.enrolment.step(frame)
             elif isinstance(self.policy, DoorPolicy):  # a withdrawal by face never pauses the door
                 results = self.recognizer.step(frame)
                 seen = self.recognizer.tracker.observed_frame  # detect-ahead: the previous frame's copy
                 self.policy.handle(results, (time.perf_counter() - start) * 1000.0, seen if seen is not None else frame,
                                    alive=set(self.recognizer.tracker.tracks))
                 self.kiosk.advise(results)
-                self._forget_observe(results)
-            elif self._forget_waiting():
-                self._forget_observe(self.recognizer.step(frame))
+                self.withdrawal.observe(results, self.recognizer.tracker, frame)
+            elif self.withdrawal.waiting():
+                self.withdrawal.observe(self.recognizer.step(frame), self.recognizer.tracker, frame)
             elif self.policy.active:
                 tracker = self.recognizer.tracker
                 try:
@@ -320,67 +329,6 @@ class Appliance:
             self._latencies.append((time.perf_counter() - start) * 1000.0)
             self._frame_times.append(time.monotonic())
 
-    def _capture_step(self, frame, capture) -> None:
-        """Kiosk enrolment: guided capture (from picamera2's full-resolution ``main`` stream when
-        the camera has one, else the frame), then the vault, then a live gallery reload."""
-        from .enrolment import GuidedCapture
-        from .web.state import ADVICE
-
-        if self._guided is None:
-            self._guided = GuidedCapture(self.recognizer.tracker.pipeline, needed=capture.needed)
-        main = getattr(self.camera.source, "main_frame", None)  # picamera2: the full-resolution stream
-        still = main() if callable(main) else None
-        try:
-            reason = self._guided.step(still if still is not None else frame)
-        finally:
-            if still is not None:
-                still.fill(0)
-        with self.kiosk.lock:
-            capture.hint = ADVICE.get(reason, "Hold still — capturing") if reason else "Hold still — capturing"
-            capture.collected = len(self._guided.vectors)
-        if not self._guided.done and time.monotonic() < capture.deadline:
-            return
-        guided, self._guided = self._guided, None
-        try:
-            if not guided.done:
-                raise ConsentryError("no good face was seen in time; nothing was stored")
-            subject = self.vault.enroll(capture.name, capture.consent, guided.vectors,
-                                        self.recognizer.tracker.pipeline.embedder.name, card=capture.card)
-            code = self.vault.issue_revocation_code(subject)
-            self._reload_gallery()
-            with self.kiosk.lock:
-                capture.subject, capture.code, capture.state = subject, code, "done"
-            self.out(f"enrolled {subject} at the kiosk")
-        except ConsentryError as exc:
-            with self.kiosk.lock:
-                capture.state, capture.error = "failed", str(exc)
-        finally:
-            guided.wipe()
-
-    def _forget_waiting(self) -> bool:
-        f = self.kiosk.forget
-        return f is not None and f.state in ("looking", "found")
-
-    def _forget_observe(self, results) -> None:
-        """Withdrawal by face, from the door's own verdicts (k of n): the candidate is a subject
-        recognised as the only face in view, and stays confirmable only while that holds."""
-        if not self._forget_waiting():
-            return
-        now = time.monotonic()
-        matched = {r.subject for r in results if r.state == "match" and r.subject}
-        with self.kiosk.lock:
-            f = self.kiosk.forget
-            if f is None:
-                return
-            alone = len(results) == 1 and len(matched) == 1
-            if alone and f.state == "looking":
-                f.candidate, f.state = next(iter(matched)), "found"
-            if alone and matched == {f.candidate}:
-                f.seen_at = now
-            elif f.state == "found" and (len(results) > 1 or (matched and matched != {f.candidate})):
-                f.seen_at = 0.0  # someone else in view: not confirmable until the same face is alone again
-            if f.state == "looking" and now > f.deadline:
-                f.state = "timeout"
 
     def _reload_gallery(self) -> None:
         templates = self.vault.load_templates(self.gallery.model, self.settings.profile)

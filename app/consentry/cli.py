@@ -328,7 +328,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     manifest = Manifest.load()
     for entry in manifest.entries:
         verified_bytes(entry)
-        print(f"{entry.name:28s} {entry.role:10s} {entry.precision:8s} sha256 ok  {entry.path.name}")
+        if not args.json:
+            print(f"{entry.name:28s} {entry.role:10s} {entry.precision:8s} sha256 ok  {entry.path.name}")
+    if args.json:
+        print(json.dumps({"models": [e.describe() for e in manifest.entries]}, indent=2))
     return 0
 
 
@@ -470,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--bona-fide", help="with --clips: a labelled video folder whose clips are added as live "
                     "(by path, not copied)")
     sp.add_argument("--seed", type=int, default=0)
-    add("models", cmd_models, "verify every model in the manifest", json_flag=False)
+    add("models", cmd_models, "verify every model in the manifest; --json adds licence, source and training data")
     cli_vault.add_commands(sub, lambda fn: lambda args: fn(args, _settings(args)))
     cli_fleet.add_commands(sub, lambda fn: lambda args: fn(args, _settings(args)))
     cfg = sub.add_parser("config", help="configuration tools")

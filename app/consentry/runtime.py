@@ -55,6 +55,12 @@ class ModelEntry:
     output: dict[str, Any]
     license: str
     source: str
+    training_data: dict[str, Any]  # what the weights were trained on: summary, consent, reference
+
+    def describe(self) -> dict[str, Any]:
+        """What `consentry models --json` prints: identity, hash, licence and provenance."""
+        return {"name": self.name, "role": self.role, "file": self.path.name, "sha256": self.sha256,
+                "license": self.license, "source": self.source, "training_data": self.training_data}
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,7 @@ class Manifest:
                     name=item["name"], role=item["role"], path=folder / item["file"],
                     sha256=item["sha256"], precision=item["precision"], input=item["input"],
                     output=item["output"], license=item["license"], source=item["source"],
+                    training_data=item["training_data"],
                 )
             except KeyError as exc:
                 raise ModelError(f"manifest {path}: entry {item.get('name')!r} lacks {exc}") from exc

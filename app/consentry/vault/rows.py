@@ -59,6 +59,9 @@ class SubjectSigner:
         fixed, optional = row[:len(SIGNED_SUBJECT)], row[len(SIGNED_SUBJECT):]
         extra = [f"{name}={value}" for name, value in zip(SIGNED_SUBJECT_OPTIONAL, optional, strict=True)
                  if value is not None]
+        # door templates too (none: the body is what it was before they existed, so older MACs hold)
+        templates += ["door:" + r[0] for r in self._conn.execute(
+            "SELECT id || ':' || model FROM door_templates WHERE subject_id=? ORDER BY id", (subject,))]
         body = json.dumps([None if v is None else str(v) for v in fixed] + templates + extra).encode()
         return hmac.new(self._key, body, hashlib.sha256).digest()
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from ..errors import VaultError, VaultMissing
 
-SCHEMA_VERSION = 5
-TABLES = frozenset({"meta", "subjects", "templates", "audit", "credentials", "commands", "fleet", "fleet_doors"})
+SCHEMA_VERSION = 6
+TABLES = frozenset({"meta", "subjects", "templates", "audit", "credentials", "commands", "fleet", "fleet_doors",
+                    "door_templates"})
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -72,9 +73,21 @@ MIGRATIONS: dict[int, str] = {
     CREATE TABLE fleet_doors (door TEXT PRIMARY KEY, public_key BLOB NOT NULL, label TEXT NOT NULL,
                               status TEXT NOT NULL, updated TEXT NOT NULL);
     """,
-    # 5: a subject's access-control panel credential (vault/cards.py): the card sealed with the
-    # subject's data key, and a keyed hash of it, unique, so one card names one subject.
+    # 5: door templates (vault/door_templates.py): what a door learned of a subject after live,
+    # granted visits, apart from the consent-time templates and outside a site's records.
     5: """
+    CREATE TABLE door_templates (
+        id TEXT PRIMARY KEY,
+        subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+        model TEXT NOT NULL,
+        ct BLOB NOT NULL,
+        created TEXT NOT NULL
+    );
+    CREATE INDEX door_templates_subject ON door_templates(subject_id);
+    """,
+    # 6: a subject's access-control panel credential (vault/cards.py): the card sealed with the
+    # subject's data key, and a keyed hash of it, unique, so one card names one subject.
+    6: """
     ALTER TABLE subjects ADD COLUMN card_ct BLOB;
     ALTER TABLE subjects ADD COLUMN card_tag TEXT;
     CREATE UNIQUE INDEX subjects_card ON subjects(card_tag);

@@ -28,7 +28,7 @@ def tracking_options(cfg: TrackingConfig) -> TrackingOptions:
 
 def tracker_from_settings(settings: Settings) -> FaceTracker:
     """The serial tracker, or with ``tracking.pipeline = "detect-ahead"`` the one that detects
-    the next frame on a second thread (README: the measured trade-off)."""
+    the next frame on a second thread (docs/performance-notes.md: the measured trade-off)."""
     from .tracking import AheadTracker
 
     kind = AheadTracker if settings.tracking.pipeline == "detect-ahead" else FaceTracker

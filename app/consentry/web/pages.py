@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from html import escape
 
+from .privacy import MODEL_NOTICE
 from .state import ADVICE
 
 CSS = """
@@ -24,6 +25,7 @@ input,select{font-size:1.1rem;padding:.4rem;margin:.3rem 0}label{display:block;m
 .error{color:#b42318;font-weight:600}table{border-collapse:collapse;width:100%}
 td,th{border-bottom:1px solid #e4e7ec;padding:.35rem;text-align:left;font-size:.95rem}
 progress{width:100%;height:1.6rem}.row{display:flex;gap:1rem;align-items:center}
+footer{text-align:center;padding:0 1rem 1.5rem}footer a{color:#1d4ed8}
 """
 
 
@@ -37,7 +39,8 @@ def layout(title: str, body: str, *, script: str = "", admin: bool = False) -> s
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)} · Consentry</title>"
             f"<meta name='viewport' content='width=device-width,initial-scale=1'><style>{CSS}</style></head>"
             f"<body><header><strong>Consentry</strong><nav><a href='/'>Home</a>{nav}</nav></header>"
-            f"<main>{body}</main>{tag}</body></html>")
+            f"<main>{body}</main><footer><a href='/privacy'>Privacy: what is kept, and what the model was "
+            f"trained on</a></footer>{tag}</body></html>")
 
 
 def csrf_field(token: str) -> str:
@@ -102,6 +105,7 @@ def enroll_consent(csrf: str, text: str, retention_days: int) -> str:
     body = ("<h1>Please read before you agree</h1>"
             f"<div class='consent' id='consent-text'>{escape(text)}</div>"
             f"<p><strong>Retention:</strong> {retention_days} days at most, or until you withdraw.</p>"
+            f"<p id='model-notice'>{escape(MODEL_NOTICE)} <a href='/privacy'>More on the privacy page</a>.</p>"
             "<div class='row'>"
             + form("/enroll/accept", csrf, "<button type='submit' id='accept'>I agree — start the camera</button>")
             + form("/enroll/decline", csrf, "<button type='submit' class='secondary' id='decline'>I do not agree"
@@ -151,17 +155,27 @@ def forget(csrf: str, error: str = "") -> str:
 
 
 def forget_camera(csrf: str) -> str:
-    body = ("<h1>Look at the camera</h1><div id='hint' class='hint'>Looking for you…</div>"
-            "<div id='confirm' hidden><p>We recognised you. Withdraw your consent now?</p>"
+    body = ("<h1>Look at the camera</h1><p>Alone, please. To show that it is you, in person, who wants to be "
+            "forgotten, the screen will ask you to blink or to turn your head.</p>"
+            "<div id='hint' class='hint'>Looking for you…</div>"
+            "<p id='why' class='error' hidden></p><p id='again' hidden><a class='button' href='/forget'>Start again"
+            "</a></p>"
+            "<div id='confirm' hidden><p>We recognised you and you confirmed on the camera. Withdraw your consent "
+            "now?</p>"
             + form("/forget/confirm", csrf, "<button type='submit' class='danger' id='confirm-button'>Yes, forget me"
                    "</button>") + "</div>")
     return layout("Forget me", body, script="forget")
 
 
 FORGET_JS = POLL + """
+const HINTS={looking:'Looking for you…',checking:'Hold still…',found:''};
 poll('/api/forget', s=>{const h=document.getElementById('hint');
- if(s.state==='found'){h.textContent='';document.getElementById('confirm').hidden=false;}
- else if(s.state==='timeout'){h.textContent='You were not recognised. Use your revocation code, or ask staff.';}}, 400);
+ if(s.state==='challenge'){h.textContent=s.prompt+' to confirm';}
+ else if(s.state in HINTS){h.textContent=HINTS[s.state];}
+ document.getElementById('confirm').hidden=s.state!=='found';
+ if(s.state==='failed'||s.state==='timeout'){h.textContent='';
+  const w=document.getElementById('why');w.textContent=s.message;w.hidden=false;
+  document.getElementById('again').hidden=false;}}, 400);
 """
 SCRIPTS = {"kiosk": KIOSK_JS, "capture": CAPTURE_JS, "forget": FORGET_JS}
 

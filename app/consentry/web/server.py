@@ -3,7 +3,8 @@ served by waitress through web/http.py (no framework: a kiosk serves one screen)
 
 Every POST needs the session's CSRF token; staff pages need an Argon2-checked login; login,
 PIN and revocation-code attempts are rate limited per client and purpose before any hashing.
-An enrolment or a withdrawal by face belongs to the session that started it. No route
+An enrolment or a withdrawal by face belongs to the session that started it, and an enrolment
+is stored only when its revocation code is handed to that session (web/capture.py). No route
 returns a face or a template.
 """
 
@@ -20,10 +21,11 @@ import segno
 from ..config import Settings
 from ..errors import ConsentryError, SubjectNotFound
 from ..panel import card_field
+from ..forget import Withdrawal
 from . import pages
 from .auth import ENROL_UNLOCK_S, SESSION_COOKIE, Busy, Session, Sessions, verify_secret
 from .http import Response, WebServer, wsgi_app
-from .state import Capture, Forget, KioskState
+from .state import BUSY, Capture, KioskState
 
 log = logging.getLogger(__name__)
 __all__ = ["WebApp", "WebServer"]
@@ -55,8 +57,9 @@ class WebApp:
     """Route handlers; ``vault`` may be None (no key yet: enrolment and withdrawal say so)."""
 
     def __init__(self, settings: Settings, kiosk: KioskState, vault, health=lambda: {}, checks=lambda: [],
-                 fleet=None) -> None:
+                 fleet=None, enrolment=None) -> None:
         self.settings = settings
+        self.enrolment = enrolment  # the loop's KioskEnrolment: stores a capture when its owner collects the code
         self.fleet = fleet  # a site kiosk's FleetService: its doors are listed and approved here
         self.kiosk = kiosk
         self.vault = vault
@@ -97,6 +100,11 @@ class WebApp:
 
     def api_kiosk(self, session, form, client):
         return Response(self.kiosk.kiosk_view())
+
+    def privacy(self, session, form, client):
+        from .privacy import model_entries, privacy_body
+
+        return Response(pages.layout("Privacy", privacy_body(self.settings.vault.retention_days, model_entries())))
 
     # -- enrolment ------------------------------------------------------------------------
     def enroll(self, session, form, client):
@@ -159,10 +167,11 @@ class WebApp:
             retention_days=self.settings.vault.retention_days, age_statement=p["age"], purposes=(p["purpose"],))
         consent.validate()
         with self.kiosk.lock:
-            if self.kiosk.capture is not None and self.kiosk.capture.state == "capturing":
+            if self.kiosk.capture is not None and self.kiosk.capture.state in BUSY:
                 return Response(pages.message("Busy", "Another enrolment is in progress.", cls="error"),
                                 HTTPStatus.CONFLICT)
-            self.kiosk.capture = Capture(name=p["name"], consent=consent, owner=session.key, card=p.get("card"))
+            self.kiosk.capture = Capture(name=p["name"], consent=consent, owner=session.key, card=p.get("card"),
+                                         needed=self.settings.http.capture_templates)
         session.enrol_until = 0.0 if not session.admin else session.enrol_until  # one enrolment per unlock
         return redirect("/enroll/capture")
 
@@ -181,16 +190,24 @@ class WebApp:
             c = self._own_capture(session)
             if c is None:
                 return Response({"state": "none", "hint": "", "collected": 0})
-            return Response({"state": c.state, "hint": c.hint, "collected": c.collected, "needed": c.needed})
+            return Response({"state": c.state, "hint": c.hint, "collected": c.collected, "needed": c.needed,
+                             "restarts": c.restarts})
 
     def enroll_done(self, session, form, client):
         with self.kiosk.lock:
             c = self._own_capture(session)
-            if c is not None and c.state != "capturing":
+        if c is not None and c.state in ("captured", "storing") and self.enrolment is not None:
+            self.enrolment.hand_over(c)  # stored now, on the request that carries its code back (a second
+            # request from the same page waits for the first and shows the same code)
+        with self.kiosk.lock:
+            if c is not None and c.state not in BUSY and self.kiosk.capture is c:
                 self.kiosk.capture = None
-        if c is None or c.state != "done" or not c.code:
-            reason = c.error if c and c.error else "The enrolment did not finish; nothing was stored."
-            return Response(pages.message("Not enrolled", reason))
+        if c is None:  # none started here, or its code was already shown (once, as promised)
+            return Response(pages.message("Nothing to show", "No enrolment of this page is waiting for its code; "
+                                          "a revocation code is shown only once."))
+        if c.state != "done" or not c.code:
+            return Response(pages.message("Not enrolled",
+                                          c.error or "The enrolment did not finish; nothing was stored."))
         # A full QR code (segno.make would pick a Micro QR for so short a text, which phones rarely read).
         svg = segno.make_qr(c.code, error="m").svg_inline(scale=6, title="revocation code")
         return Response(pages.enroll_done(c.code, svg))
@@ -217,7 +234,7 @@ class WebApp:
             if f is not None and f.owner != session.key and f.live():
                 return Response(pages.forget(session.csrf, "Someone else is using the camera; try again soon."),
                                 HTTPStatus.CONFLICT)
-            self.kiosk.forget = Forget(owner=session.key)
+            self.kiosk.forget = Withdrawal(owner=session.key)
         return Response(pages.forget_camera(session.csrf))
 
     def api_forget(self, session, form, client):
@@ -225,21 +242,25 @@ class WebApp:
             f = self.kiosk.forget
             if f is None or f.owner != session.key:
                 return Response({"state": "none"})
-            if f.state == "looking" and time.monotonic() > f.deadline:
-                f.state = "timeout"
-            return Response({"state": f.state})
+            return Response(f.view())
 
     def forget_confirm(self, session, form, client):
-        """Revoke only if this session's withdrawal found one subject and that same subject is
-        still the only face in view right now."""
+        """Revoke only if this session's withdrawal found one live subject who answered the
+        challenge on the kiosk screen, and that same track is still the only face in view."""
         with self.kiosk.lock:
             f = self.kiosk.forget
             if f is None or f.owner != session.key:
                 f = None
             else:
                 self.kiosk.forget = None
-        if f is None or not f.confirmable():
-            return Response(pages.forget(session.csrf, "You were not recognised; nothing was changed."))
+            confirmable = f is not None and f.confirmable()
+            why = f.view()["message"] if f is not None else ""
+            state = f.state if f is not None else "none"
+        if not confirmable:
+            if not why:
+                why = ("You were no longer in view; nothing was changed." if state == "found" else
+                       "You were not recognised, or did not yet confirm on the camera; nothing was changed.")
+            return Response(pages.forget(session.csrf, why))
         return Response(pages.receipt(self.vault.revoke(f.candidate, reason="withdrawn at the kiosk").as_json()))
 
     # -- staff ----------------------------------------------------------------------------
@@ -320,7 +341,7 @@ class WebApp:
         return self.admin(session, {}, client, report=self.vault.verify_audit().as_json())
 
     ROUTES = {
-        ("GET", "/"): home, ("GET", "/api/kiosk"): api_kiosk,
+        ("GET", "/"): home, ("GET", "/api/kiosk"): api_kiosk, ("GET", "/privacy"): privacy,
         ("GET", "/enroll"): enroll, ("POST", "/enroll/unlock"): enroll_unlock,
         ("POST", "/enroll/start"): enroll_start, ("GET", "/enroll/consent"): enroll_consent,
         ("POST", "/enroll/accept"): enroll_accept, ("POST", "/enroll/decline"): enroll_decline,
