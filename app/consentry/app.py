@@ -304,7 +304,7 @@ class Appliance:
                 results = self.recognizer.step(frame)
                 seen = self.recognizer.tracker.observed_frame  # detect-ahead: the previous frame's copy
                 self.policy.handle(results, (time.perf_counter() - start) * 1000.0, seen if seen is not None else frame,
-                                   alive=set(self.recognizer.tracker.tracks))
+                                   alive=self.recognizer.tracker.tracks.keys())
                 self.kiosk.advise(results)
                 self.withdrawal.observe(results, self.recognizer.tracker, frame)
             elif self.withdrawal.waiting():
