@@ -20,8 +20,8 @@ import segno
 
 from ..config import Settings
 from ..errors import ConsentryError, SubjectNotFound
-from ..panel import card_field
 from ..forget import Withdrawal
+from ..panel import card_field
 from . import pages
 from .auth import ENROL_UNLOCK_S, SESSION_COOKIE, Busy, Session, Sessions, verify_secret
 from .http import Response, WebServer, wsgi_app
