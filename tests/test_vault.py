@@ -291,7 +291,7 @@ def test_a_schema_1_store_is_migrated_and_keeps_its_subjects(tmp_path, keyfile):
                        "UPDATE meta SET value = 1 WHERE key = 'schema_version';")
     conn.close()
     with Vault(home, keyfile, create=True) as v:
-        assert v._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == 5
+        assert v._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == 6
         assert [s.id for s in v.subjects()] == [sid]
         assert gallery_from_vault(v, MODEL, MatchPolicy(0.3)).gallery.identify(vectors(70)[0], MODEL).subject == sid
         code = v.issue_revocation_code(sid)
