@@ -178,6 +178,62 @@ def test_withdrawal_by_face_is_bound_to_its_session_and_to_a_face_still_in_view(
     assert "withdrawn" in text and not vault.exists(sid)
 
 
+@pytest.mark.parametrize("unlock", ["pin", "login"])
+def test_a_planted_cookie_does_not_follow_the_session_it_unlocked(site, unlock):
+    """Session fixation: an attacker's visitor cookie, planted in the kiosk's browser before a
+    PIN unlock or a staff login, still passes the signature check afterwards; it must not reach
+    the unlocked session's enrolment, its progress or its revocation code."""
+    server, app, kiosk, _ = site
+    app.sessions._failures.clear()
+    attacker = Client(server.url)
+    attacker.request("GET", "/enroll")
+    victim = Client(server.url)
+    victim.cookie = attacker.cookie  # planted
+    victim.request("GET", "/enroll" if unlock == "pin" else "/admin")
+    if unlock == "pin":
+        assert victim.post("/enroll/unlock", pin=PIN)[0].status == 303
+    else:
+        assert victim.post("/admin/login", password=PASSWORD)[0].status == 303
+    assert victim.cookie != attacker.cookie
+    victim.request("GET", "/enroll")
+    assert victim.post("/enroll/start", name="Victim", purpose="door", age="adult")[0].status == 303
+    victim.request("GET", "/enroll/consent")
+    assert victim.post("/enroll/accept")[0].status == 303
+    with kiosk.lock:
+        capture = kiosk.capture
+        capture.state, capture.subject, capture.code = "done", "s-victim", "CODE-VICTIM"
+    planted = app.sessions.get(attacker.cookie.split("=", 1)[1])
+    assert planted.key != capture.owner
+    assert '"state": "none"' in attacker.request("GET", "/api/enroll")[1]
+    assert "CODE-VICTIM" not in attacker.request("GET", "/enroll/done")[1]
+    assert "CODE-VICTIM" in victim.request("GET", "/enroll/done")[1], "the person's own page shows the code"
+    app.sessions._sessions.clear()
+
+
+def test_a_visitor_cookie_lapses_after_the_idle_limit_and_is_renewed_while_used(monkeypatch):
+    """A visitor's token carries its signed issue time: unused for the idle limit it counts as
+    absent (a fresh token, CSRF token and key); used, it is renewed and keeps its CSRF token."""
+    from consentry.web import auth
+
+    now = [time.monotonic()]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: now[0])
+    sessions = auth.Sessions()
+    first = sessions.get(None)
+    token, used = first.token, first.token
+    for _ in range(6):  # 30 minutes of use, a request every 5 minutes
+        now[0] += 5 * 60
+        visit = sessions.get(used)
+        assert (visit.csrf, visit.key) == (first.csrf, first.key)
+        used = visit.token
+    assert used != token, "renewed while used"
+    now[0] += auth.SESSION_IDLE_S + 1
+    lapsed = sessions.get(used)
+    assert lapsed.token != used and lapsed.csrf != first.csrf and lapsed.key != first.key
+    nonce, issued, tag = lapsed.token.split(".")
+    forged = sessions.get(f"{nonce}.{int(issued) + 600}.{tag}")  # a later issue time is not signed
+    assert forged.csrf != lapsed.csrf
+
+
 @pytest.mark.parametrize("request_bytes", [
     b"POST /admin/login HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\npassword=x",
     b"POST /admin/login HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
