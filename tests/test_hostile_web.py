@@ -462,6 +462,83 @@ def test_an_enrolment_is_stored_only_when_its_code_is_collected(kiosk_app, wipes
     assert app.vault.revoke_by_code(code).subject == stored[0].id
 
 
+@pytest.fixture
+def held(tmp_path):
+    """A real vault and a KioskEnrolment holding three templates for a capture whose code is
+    being collected (the camera's part is played by a stand-in holding the templates)."""
+    import types
+
+    from consentry.web.capture import HANDOVER_S, KioskEnrolment
+
+    home = tmp_path / "home"
+    KeyFile(home / "master.key").create()
+    vault = Vault(home, KeyFile(home / "master.key"), create=True)
+    kiosk = KioskState()
+    enrol = KioskEnrolment(kiosk, vault, types.SimpleNamespace(embedder=types.SimpleNamespace(name=MODEL)),
+                           None, threshold=0.4, out=lambda line: None)
+
+    def hold() -> Capture:
+        c = Capture(name="P", consent=consent(), owner="k", state="captured")
+        wiped: list[bool] = []
+        g = types.SimpleNamespace(done=True, vectors=vectors(7), wipe=lambda: wiped.append(True))
+        with kiosk.lock:
+            kiosk.capture, enrol._guided, enrol._for = c, g, c
+            enrol._handover_until = time.monotonic() + HANDOVER_S
+        c.wiped = wiped
+        return c
+
+    yield enrol, vault, hold
+    vault.close()
+
+
+def test_a_vault_locked_past_its_timeout_fails_the_enrolment_cleanly(held):
+    """Another process holds the vault's write lock (a CLI command) past SQLite's busy timeout:
+    the hand-over fails, nothing is stored, the templates are zeroed and the kiosk is free."""
+    import sqlite3
+
+    enrol, vault, hold = held
+    capture = hold()
+    other = sqlite3.connect(vault.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        enrol.hand_over(capture)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    enrol.tick()
+    assert capture.state == "failed" and capture.code is None and capture.error, capture.state
+    assert capture.wiped and vault.subjects() == []
+
+
+def test_a_code_that_cannot_be_issued_leaves_no_subject_stored(held, monkeypatch):
+    """Stored, then the code fails with an error that is not ours: the subject is revoked at
+    once and the capture fails, whatever the error was."""
+    import sqlite3
+
+    enrol, vault, hold = held
+    for error in (sqlite3.OperationalError("database is locked"), RuntimeError("a bug")):
+        def fail(subject, error=error):
+            raise error
+
+        monkeypatch.setattr(vault, "issue_revocation_code", fail)
+        capture = hold()
+        enrol.hand_over(capture)
+        assert capture.state == "failed" and capture.code is None, capture.state
+        assert capture.wiped and vault.subjects() == []
+
+
+def test_a_hand_over_stuck_storing_is_timed_out(held):
+    """A hand-over that never returns (a hung disk) must not keep the kiosk busy for good."""
+    enrol, vault, hold = held
+    capture = hold()
+    with enrol.kiosk.lock:
+        enrol._release()
+        capture.state = "storing"
+        enrol._storing_until = time.monotonic() - 1
+    enrol.tick()
+    assert capture.state == "failed" and enrol.kiosk.kiosk_view()["mode"] == "idle"
+
+
 # -- small ones (issue 23, item 14) ------------------------------------------------------
 def test_a_form_with_too_many_fields_is_a_clean_400(site, caplog):
     server, *_ = site
