@@ -462,6 +462,21 @@ def test_an_enrolment_is_stored_only_when_its_code_is_collected(kiosk_app, wipes
     assert app.vault.revoke_by_code(code).subject == stored[0].id
 
 
+def test_templates_held_at_shutdown_are_zeroed(kiosk_app, wipes):
+    """The kiosk stops while a capture waits for its code: the held templates are zeroed and
+    nothing is stored."""
+    app = kiosk_app
+    start_capture(app.web.url)
+    capture = app.kiosk.capture
+    assert wait_for(lambda: capture.state != "capturing", 60), capture.hint
+    assert capture.state == "captured"
+    before = len(wipes)  # a restart during capture (the photo read differently) wipes too
+    app.request_stop()
+    assert wait_for(lambda: len(wipes) > before, 30), "the held templates were never released"
+    assert wipes[before:] == [(3, True)] and all(zeroed for _, zeroed in wipes)
+    assert capture.state == "cancelled" and capture.code is None and app.vault.subjects() == []
+
+
 @pytest.fixture
 def held(tmp_path):
     """A real vault and a KioskEnrolment holding three templates for a capture whose code is

@@ -124,6 +124,18 @@ class KioskEnrolment:
         except Exception:  # noqa: BLE001 - said loudly: staff must remove it (`consentry revoke`)
             log.exception("enrolled %s but could not issue its code nor revoke it: revoke it by hand", subject)
 
+    def close(self) -> None:
+        """At shutdown: zero the templates still held (capturing, or captured and waiting for
+        their code) and end their capture, nothing stored."""
+        with self.kiosk.lock:
+            c = self.kiosk.capture
+            if c is not None and c.state in ("capturing", "captured"):
+                c.state, c.error = "cancelled", "The kiosk stopped; nothing was stored."
+            guided = self._release()
+        if guided is not None:
+            guided.wipe()
+            log.info("kiosk stopping: the held enrolment templates were zeroed")
+
     def _release(self) -> GuidedCapture | None:
         """Detach the held templates (call under the kiosk lock; the caller wipes them)."""
         guided, self._guided, self._for = self._guided, None, None
