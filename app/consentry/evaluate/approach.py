@@ -31,7 +31,8 @@ from .attacks import _background
 @dataclass(frozen=True)
 class ApproachOptions:
     """seconds / fps: clip length and frame rate (frame i is at i / fps s). size: (w, h) px.
-    start_width / end_width: face box width (px) at the first and last frame (linear ramp).
+    start_width / end_width: face box width (px) at the first frame and at the end of the walk
+    (linear); ramp_s: seconds the walk lasts (None: the whole clip), the person stands after.
     shift_px / roll_deg / yaw / scale_wobble: amplitude of the slow pose processes (px at the
     frame, degrees, the relative foreshortening of one side of the face when the head turns,
     relative scale); smooth_s: their correlation time (s). jitter_px /
@@ -45,6 +46,7 @@ class ApproachOptions:
     size: tuple[int, int] = (640, 480)
     start_width: float = 70.0
     end_width: float = 130.0
+    ramp_s: float | None = None
     shift_px: float = 35.0
     roll_deg: float = 12.0
     yaw: float = 0.5
@@ -125,7 +127,7 @@ def approach_frames(photo: np.ndarray, face_box: tuple[float, float, float, floa
     for i in range(n):
         t = i / options.fps
         fr = _frame_rng(seed, t)
-        ramp = i / max(n - 1, 1)
+        ramp = min(1.0, t / options.ramp_s) if options.ramp_s else i / max(n - 1, 1)
         width = options.start_width + (options.end_width - options.start_width) * ramp
         scale = width / fw * (1 + options.scale_wobble * wob(t))
         angle = options.roll_deg * roll(t) + fr.normal(0, options.jitter_deg)
@@ -154,3 +156,14 @@ def approach_frames(photo: np.ndarray, face_box: tuple[float, float, float, floa
         quality = int(round(qlo + (qhi - qlo) * (0.5 + 0.5 * math.tanh(q(t)))))
         ok, buf = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
         yield (cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy() if ok else frame), (cx, cy)
+
+
+def walk(base: ApproachOptions, seed: int, seconds: float = 5.0) -> ApproachOptions:
+    """One visitor's walk: where the face starts (45-65 px, about 2.5 m), how close it comes
+    (110-170 px) and how long the walk takes (1.5-4.5 s; then the person stands), drawn from
+    ``seed``; everything else from ``base``."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng([seed, 7])
+    return replace(base, seconds=seconds, start_width=float(rng.uniform(45, 65)),
+                   end_width=float(rng.uniform(110, 170)), ramp_s=float(rng.uniform(1.5, 4.5)))

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EvaluationError
-from .approach import ApproachOptions, approach_frames
+from .approach import ApproachOptions, approach_frames, walk
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 CHECK_FPS = 15.0
 
 
@@ -58,12 +58,20 @@ def _file_id(path: Path) -> tuple[str, int, int]:
 class Track:
     """One face followed through a clip. vecs: (L, 128) descriptors (zero where not ok).
     ok: (L,) bool, a good frame (detected, passing the quality gates). widths: (L,) face box
-    width px (0 where none). fps: frames a second."""
+    width px (0 where none). fps: frames a second. sharpness: (L,) Laplacian variance of the
+    face and turn: (L,) |yaw| + |pitch| degrees, where measured (else 0), for quality weights."""
 
     vecs: np.ndarray
     ok: np.ndarray
     widths: np.ndarray
     fps: float
+    sharpness: np.ndarray | None = None
+    turn: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("sharpness", "turn"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.zeros(len(self.ok)))
 
 
 def _pick(faces, centre: tuple[float, float]):
@@ -73,16 +81,18 @@ def _pick(faces, centre: tuple[float, float]):
     return min(faces, key=dist, default=None)
 
 
-def _embed_frame(pipeline, frame: np.ndarray, centre: tuple[float, float]) -> tuple[np.ndarray | None, float]:
+def _embed_frame(pipeline, frame: np.ndarray, centre: tuple[float, float]) -> tuple[np.ndarray | None, tuple]:
+    """(descriptor or None, (width, sharpness, turn)) of the face nearest ``centre``."""
     try:
         face = _pick(pipeline.faces(frame), centre)
         if face is None:
-            return None, 0.0
+            return None, (0.0, 0.0, 0.0)
         box = face.detection.box
-        width = float(box[2] - box[0])
-        if not pipeline.assess(frame, face).ok:
-            return None, width
-        return pipeline.embed(frame, face).vector.copy(), width
+        q = pipeline.assess(frame, face)
+        measured = (float(box[2] - box[0]), float(q.sharpness), abs(float(q.yaw_deg)) + abs(float(q.pitch_deg)))
+        if not q.ok:
+            return None, measured
+        return pipeline.embed(frame, face).vector.copy(), measured
     finally:
         pipeline.wipe()
 
@@ -107,7 +117,7 @@ def generated_track(pipeline, still: Path, options: ApproachOptions, seed: int) 
     path = cache_dir() / f"{key}.npz"
     if path.is_file():
         z = np.load(path)
-        return None if z["none"] else Track(z["vecs"], z["ok"], z["widths"], options.fps)
+        return None if z["none"] else Track(z["vecs"], z["ok"], z["widths"], options.fps, z["sharp"], z["turn"])
     rgb = read_image(still)
     box = still_face(pipeline, rgb)
     if box is None:
@@ -115,22 +125,24 @@ def generated_track(pipeline, still: Path, options: ApproachOptions, seed: int) 
         return None
     vecs = np.zeros((options.frames, 128), np.float32)
     ok = np.zeros(options.frames, bool)
-    widths = np.zeros(options.frames)
+    measured = np.zeros((options.frames, 3))
     for i, (frame, centre) in enumerate(approach_frames(rgb, box, options, seed)):
-        v, widths[i] = _embed_frame(pipeline, frame, centre)
+        v, measured[i] = _embed_frame(pipeline, frame, centre)
         if v is not None:
             vecs[i], ok[i] = v, True
         frame.fill(0)
     rgb.fill(0)
-    np.savez(path, none=False, vecs=vecs, ok=ok, widths=widths)
-    return Track(vecs, ok, widths, options.fps)
+    widths, sharp, turn = measured.T
+    np.savez(path, none=False, vecs=vecs, ok=ok, widths=widths, sharp=sharp, turn=turn)
+    return Track(vecs, ok, widths, options.fps, sharp, turn)
 
 
 def real_faces(pipeline, video: Path) -> tuple[list[list[tuple[np.ndarray | None, tuple]]], float]:
-    """Every face of every frame of a clip: (descriptor or None when gated, box); cached."""
+    """Every face of every frame of a clip: (descriptor or None when gated, (x1, y1, x2, y2,
+    sharpness, turn)); cached."""
     from ..camera.sources import OpenCVSource
 
-    key = _key("clip", _file_id(video), pipeline.embedder.name)
+    key = _key("clip", 2, _file_id(video), pipeline.embedder.name)
     path = cache_dir() / f"{key}.npz"
     if path.is_file():
         z = np.load(path)
@@ -145,8 +157,10 @@ def real_faces(pipeline, video: Path) -> tuple[list[list[tuple[np.ndarray | None
         for frame in source.frames():
             row = []
             for face in pipeline.faces(frame):
-                box = tuple(float(x) for x in face.detection.box)
-                good = pipeline.assess(frame, face).ok
+                q = pipeline.assess(frame, face)
+                good = q.ok
+                box = (*(float(x) for x in face.detection.box[:4]), float(q.sharpness),
+                       abs(float(q.yaw_deg)) + abs(float(q.pitch_deg)))
                 row.append((pipeline.embed(frame, face).vector.copy() if good else None, box))
                 pipeline.wipe()
             frames.append(row)
@@ -157,7 +171,7 @@ def real_faces(pipeline, video: Path) -> tuple[list[list[tuple[np.ndarray | None
     np.savez(path, n=len(frames), fps=fps, frame=np.array([i for i, _, _ in flat], int),
              vecs=np.array([np.zeros(128) if v is None else v for _, v, _ in flat]).reshape(-1, 128),
              good=np.array([v is not None for _, v, _ in flat], bool),
-             boxes=np.array([b for _, _, b in flat]).reshape(-1, 4))
+             boxes=np.array([b for _, _, b in flat]).reshape(-1, 6))
     return frames, fps
 
 
@@ -165,23 +179,28 @@ def real_track(frames: list[list], fps: float, template: np.ndarray | None, limi
     """One person's track: with a ``template``, the face nearest it (if within ``limit``),
     else the largest face."""
     n = len(frames)
-    vecs, ok, widths = np.zeros((n, 128), np.float32), np.zeros(n, bool), np.zeros(n)
+    vecs, ok, measured = np.zeros((n, 128), np.float32), np.zeros(n, bool), np.zeros((n, 3))
     for i, row in enumerate(frames):
         good = [(v, b) for v, b in row if v is not None]
+        pick = None
         if template is not None:
             scored = [(float(np.linalg.norm(v - template)), v, b) for v, b in good]
             best = min(scored, key=lambda x: x[0], default=None)
             if best is not None and best[0] <= limit:
-                vecs[i], ok[i], widths[i] = best[1], True, best[2][2] - best[2][0]
+                pick = best[1:]
         elif good:
-            v, b = max(good, key=lambda x: x[1][2] - x[1][0])
-            vecs[i], ok[i], widths[i] = v, True, b[2] - b[0]
-    return Track(vecs, ok, widths, fps)
+            pick = max(good, key=lambda x: x[1][2] - x[1][0])
+        if pick is not None:
+            v, b = pick
+            vecs[i], ok[i], measured[i] = v, True, (b[2] - b[0], b[4], b[5])
+    widths, sharp, turn = measured.T
+    return Track(vecs, ok, widths, fps, sharp, turn)
 
 
 def at_fps(track: Track, fps: float) -> Track:
     step = max(1, int(round(track.fps / fps)))
-    return Track(track.vecs[::step], track.ok[::step], track.widths[::step], track.fps / step)
+    return Track(track.vecs[::step], track.ok[::step], track.widths[::step], track.fps / step,
+                 track.sharpness[::step], track.turn[::step])
 
 
 def runs(track: Track, seconds: float) -> list[np.ndarray]:
@@ -272,6 +291,17 @@ class Person:
     templates: tuple[Path, ...]
 
 
+def identity_seed(identity: str, seed: int) -> int:
+    """A visitor's seed: stable whichever identities a run subsamples."""
+    return (int(hashlib.sha1(identity.encode()).hexdigest()[:8], 16) + seed) % 2**31
+
+
+def visitor_track(pipeline, person: Person, k: int, base: ApproachOptions, seed: int) -> Track | None:
+    """The ``k``-th generated approach visit of ``person`` (its ``k``-th still, its own walk)."""
+    s = identity_seed(person.identity, seed) + k
+    return generated_track(pipeline, person.stills[k], walk(base, s), s)
+
+
 def people(folder: Path, templates: int, clips: int, limit: int | None, seed: int) -> list[Person]:
     """Identities of a labelled still set, each with ``clips`` source stills and up to
     ``templates`` enrolment images (disjoint), subsampled to ``limit`` identities."""
@@ -286,7 +316,8 @@ def people(folder: Path, templates: int, clips: int, limit: int | None, seed: in
         names = sorted(rng.choice(names, limit, replace=False).tolist())
     out = []
     for name in names:
-        files = [by_id[name][k] for k in rng.permutation(len(by_id[name]))]
+        own = np.random.default_rng(identity_seed(name, seed))  # the same stills in any subsample
+        files = [by_id[name][k] for k in own.permutation(len(by_id[name]))]
         n_clips = min(clips, max(1, len(files) - 1))
         out.append(Person(name, tuple(files[:n_clips]), tuple(files[n_clips:n_clips + templates])))
     return out
@@ -330,14 +361,14 @@ def check(pipeline, faces_root: Path, sets: Sequence[str], options: ApproachOpti
         raise EvaluationError(f"no real clips with a known person under {faces_root / 'video'}")
     gen: list[tuple[Track, np.ndarray]] = []
     for name in sets:
-        for k, person in enumerate(people(faces_root / name, 5, 1, per_set, seed)):
+        for person in people(faces_root / name, 5, 1, per_set, seed):
             c = centroid(pipeline, person.templates)
-            track = generated_track(pipeline, person.stills[0], options, seed + k)
+            track = visitor_track(pipeline, person, 0, options, seed)
             if c is not None and track is not None:
                 gen.append((track, c))
         if progress:
             progress(f"{name}: {len(gen)} generated clips so far")
-    seconds = options.seconds
+    seconds = 3.0  # one visit budget
     real_fig = figures([(t, c) for _, t, c in real], seconds, min_frames, frames)
     gen_fig = figures(gen, seconds, min_frames, frames)
     per_clip = {name: figures([(t, c)], seconds, min_frames, frames) for name, t, c in real}
