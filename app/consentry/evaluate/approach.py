@@ -159,11 +159,11 @@ def approach_frames(photo: np.ndarray, face_box: tuple[float, float, float, floa
 
 
 def walk(base: ApproachOptions, seed: int, seconds: float = 5.0) -> ApproachOptions:
-    """One visitor's walk: where the face starts (45-65 px, about 2.5 m), how close it comes
-    (110-170 px) and how long the walk takes (1.5-4.5 s; then the person stands), drawn from
-    ``seed``; everything else from ``base``."""
+    """One visitor's walk: where the face starts (65-85 px: in a 640x480 frame the short-range
+    detector finds no smaller face), how close it comes (120-180 px) and how long the walk
+    takes (1.5-4.5 s; then the person stands), drawn from ``seed``; the rest from ``base``."""
     from dataclasses import replace
 
     rng = np.random.default_rng([seed, 7])
-    return replace(base, seconds=seconds, start_width=float(rng.uniform(45, 65)),
-                   end_width=float(rng.uniform(110, 170)), ramp_s=float(rng.uniform(1.5, 4.5)))
+    return replace(base, seconds=seconds, start_width=float(rng.uniform(65, 85)),
+                   end_width=float(rng.uniform(120, 180)), ramp_s=float(rng.uniform(1.5, 4.5)))
