@@ -112,10 +112,11 @@ def calibrate_visits(args: argparse.Namespace, settings, contenders) -> int:
     scored = vv.score_visits(refs, visitors, vv.RULES[args.rule](), schedule, plan)
     result = {**head, **vv.summarise(scored, args.fmr, args.rule, schedule, plan)}
     if args.scaling:
-        small = replace(plan, gallery_size=10)
-        by_n = {10: vv.summarise(vv.score_visits(refs, visitors, vv.RULES[args.rule](), schedule, small),
-                                 args.fmr, args.rule, schedule, small),
-                plan.gallery_size: result}
+        by_n = {plan.gallery_size: result}
+        for n in (x for x in N_SCALING if x < len(refs) and x != plan.gallery_size):
+            other = replace(plan, gallery_size=n)
+            by_n[n] = vv.summarise(vv.score_visits(refs, visitors, vv.RULES[args.rule](), schedule, other),
+                                   args.fmr, args.rule, schedule, other)
         result["by_gallery_size"] = {
             str(n): {k: by_n[n][k] for k in ("threshold", "fnmr_per_visit", "supported")} for n in sorted(by_n)}
         result["by_gallery_size"][str(N_SCALING[-1])] = vv.union_bound(scored, args.fmr, plan.gallery_size,

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import EvaluationError
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -259,7 +261,7 @@ def score_visits(references: dict[str, np.ndarray], visitors: list[Visitor], rul
     of any visit came to any subject) and genuine looks (for FNMR and time at a threshold)."""
     names = sorted(references)
     if len(names) <= plan.gallery_size:
-        raise ValueError(f"{len(names)} enrolled identities; a gallery of {plan.gallery_size} needs more")
+        raise EvaluationError(f"{len(names)} enrolled identities; a gallery of {plan.gallery_size} needs more")
     templates = {k: np.asarray(v) for k, v in references.items()}
     stranger: dict[str, list[float]] = {}
     genuine: list[tuple[Looks, int]] = []
