@@ -106,12 +106,13 @@ class MatchConfig(_Strict):
                              "(identify, checkout verification) and the door's slow re-checks. Default: `consentry "
                              "calibrate --templates 5` on the shared CelebA set for FMR 1e-3 per attempt against 10 "
                              "subjects enrolled with 5 templates each (1e-4 per subject); see docs/thresholds.md.")
-    visit_threshold: float | None = Field(0.2982, gt=0, lt=2, description="L2 distance of a visit's mean "
+    visit_threshold: float | None = Field(0.3348, gt=0, lt=2, description="L2 distance of a visit's mean "
                                           "descriptor to a subject at or below which the door grants (None: "
-                                          "`threshold`). Default: `consentry calibrate --visits` on the shared "
-                                          "still sets and clips for at most 1e-3 false grants per stranger visit "
-                                          "against 100 enrolled subjects (measured 0.000998 over 87,144 "
-                                          "stranger-visit searches; docs/thresholds.md).")
+                                          "`threshold`). Default: `consentry calibrate --visits` on generated "
+                                          "approach visits (correlated frames, every window and re-open of a 15 "
+                                          "fps visit) of the shared still sets and the real clips, for at most "
+                                          "1e-3 false grants per stranger visit against 100 enrolled subjects "
+                                          "(0 of 5,416 stranger-visit searches; docs/thresholds.md).")
     scoring: Literal["centroid", "nearest"] = Field("centroid", description="How a subject's templates are "
                                                     "scored: distance to their mean (centroid) or to the nearest "
                                                     "one. Measured in docs/thresholds.md; the threshold belongs to "
