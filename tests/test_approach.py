@@ -18,7 +18,7 @@ class _Counting:
     def __init__(self) -> None:
         self.asked = 0
 
-    def identify(self, vector, model, threshold=None) -> Decision:
+    def identify(self, vector, model, threshold=None, unit=False) -> Decision:
         self.asked += 1
         return Decision(False, None, None)
 
@@ -109,3 +109,24 @@ def test_an_approach_clip_is_deterministic_and_walks_up(pipeline, astronaut):
         assert len(faces) <= 1  # the scene around the photo adds no face
         widths += [float(f.detection.box[2] - f.detection.box[0]) for f in faces]
     assert len(widths) >= 3 and widths[-1] > 1.15 * widths[0]  # walking up (the smallest go undetected)
+
+
+def test_the_unit_visit_rule_is_the_calibrated_one_and_leaves_no_descriptor_behind():
+    """The door's unit scoring (match.visit_scoring = "unit") gives the distance the calibration's
+    UnitRule scored, and its buffers are zeroed once decided."""
+    from consentry.match import Gallery, MatchPolicy
+
+    rng = np.random.default_rng(21)
+    templates = {s: 1.4 * vv._unit(rng.standard_normal((5, 128))) + 0.3 * rng.standard_normal(128) for s in "ab"}
+    gallery = Gallery("m", MatchPolicy(threshold=0.4))
+    gallery.replace([(s, v) for s, vs in templates.items() for v in vs])
+    frames = templates["a"].mean(axis=0) + 0.2 * rng.standard_normal((3, 128))
+    c = np.stack([vv.centroids(templates[s], vv.UnitRule()) for s in "ab"])
+    expected, _ = vv.UnitRule().visit(vv._unit(frames), np.ones(3), c, vv.Schedule())
+    visit = Visit(VisitOptions(min_frames=3, frames=8, threshold=float(expected[0, 0]) + 1e-4, scoring="unit"))
+    verdicts = [visit.add(f.astype(np.float32), "m", 80.0, float(t), gallery) for t, f in enumerate(frames)]
+    assert verdicts[-1].state == "match" and verdicts[-1].subject == "a"
+    assert verdicts[-1].distance == pytest.approx(expected[0, 0], abs=1e-3)
+    assert not any(np.any(b) for b in visit.buffers()) and not any(np.any(b) for b in gallery.scratch_buffers())
+    with pytest.raises(Exception, match="threshold"):
+        VisitOptions(scoring="unit")

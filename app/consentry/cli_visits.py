@@ -87,8 +87,8 @@ def calibrate_visits(args: argparse.Namespace, settings, contenders) -> int:
         raise ConfigError("calibrate --visits scores subjects by the mean of their templates (match.scoring centroid)")
     if args.visit_model == "stills":
         return calibrate_still_visits(args, settings, contenders)
-    if args.write and (args.rule != "mean" or args.compare_rules):
-        raise ConfigError("only the mean rule's threshold is the door's visit_threshold; drop --write or --rule")
+    if args.write and (args.rule not in ("mean", "unit") or args.compare_rules):
+        raise ConfigError("the door scores visits by the mean or unit rule; --write takes one of them")
     if args.rule == "votes":
         raise ConfigError("--rule votes is only scored on the stills model (--visit-model stills)")
     schedule = _schedule(settings, args.fps)
@@ -124,7 +124,7 @@ def calibrate_visits(args: argparse.Namespace, settings, contenders) -> int:
     if args.write:
         from .config import save_settings
 
-        match = settings.match.model_copy(update={"visit_threshold": result["threshold"]})
+        match = settings.match.model_copy(update={"visit_threshold": result["threshold"], "visit_scoring": args.rule})
         save_settings(settings.model_copy(update={"match": match}), Path(args.write))
         result["written_to"] = str(args.write)
     _print(result, args.json)
@@ -163,7 +163,7 @@ def calibrate_still_visits(args: argparse.Namespace, settings, contenders) -> in
     if args.write:
         from .config import save_settings
 
-        match = settings.match.model_copy(update={"visit_threshold": result["threshold"]})
+        match = settings.match.model_copy(update={"visit_threshold": result["threshold"], "visit_scoring": "mean"})
         save_settings(settings.model_copy(update={"match": match}), Path(args.write))
         result["written_to"] = str(args.write)
     _print(result, args.json)
