@@ -23,19 +23,6 @@ T = 0.30
 OPTIONS = AdaptOptions(threshold=T, margin=0.05, keep=3)
 
 
-@pytest.fixture
-def keyfile(tmp_path) -> KeyFile:
-    kf = KeyFile(tmp_path / "keys" / "master.key")
-    kf.create()
-    return kf
-
-
-@pytest.fixture
-def vault(tmp_path, keyfile):
-    with Vault(tmp_path / "home", keyfile, create=True) as v:
-        yield v
-
-
 def consent(**fields):
     """A consent to the shipped door text that says a door learns (version 2)."""
     return consent_v1(**{"version": "2", **fields})
