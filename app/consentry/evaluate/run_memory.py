@@ -1,0 +1,70 @@
+"""Peak memory of the real appliance: `consentry run` with N subjects enrolled.
+
+A temporary home gets a new vault with ``size`` synthetic subjects (one random unit template
+each, door consent), then `consentry run --profile door` runs as a child process over a finite
+folder of frames (with MQTT off unless a config is given); its peak resident set (``ru_maxrss`` from ``wait4``, the
+kernel's VmHWM of that one process) is what a device with that many enrolled needs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EvaluationError
+
+_CONSENT = ("bench", "1", "ab" * 32, "2026-01-01T00:00:00+00:00", "cli", "bench", 365, "adult", ("door",))
+
+
+def enrol_synthetic(home: Path, model: str, size: int, seed: int = 0) -> float:
+    """A new vault under ``home`` holding ``size`` subjects of one random template each;
+    returns the seconds it took."""
+    from ..vault import ConsentRecord, KeyFile, Vault
+
+    start = time.perf_counter()
+    KeyFile(home / "master.key").create()
+    rng = np.random.default_rng(seed)
+    vault = Vault(home, KeyFile(home / "master.key"), create=True)
+    try:
+        consent = ConsentRecord(*_CONSENT)
+        for i in range(size):
+            v = rng.standard_normal(128).astype(np.float32)
+            vault.enroll(f"bench {i}", consent, [v / np.linalg.norm(v)], model)
+    finally:
+        vault.close()
+    return time.perf_counter() - start
+
+
+def run_peak_rss(images: Path, model: str, size: int, frames: int = 60, config: Path | None = None) -> dict:
+    """Peak RSS (MB) of `consentry run` over ``frames`` frames of the folder ``images`` with
+    ``size`` enrolled subjects, and the wall time of that run."""
+    with tempfile.TemporaryDirectory(prefix="consentry-rss-") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir(mode=0o700)
+        enrol_s = enrol_synthetic(home, model, size)
+        cfg = config
+        if cfg is None:  # no broker to talk to: the run must not publish bench frames anywhere
+            cfg = Path(tmp) / "consentry.toml"
+            cfg.write_text("[mqtt]\nenabled = false\n")
+        argv = [sys.executable, "-m", "consentry.cli", "--config", str(cfg), "--home", str(home), "run",
+                "--profile", "door", "--source", f"dir:{images}", "--exit-at-end", "--frames", str(frames)]
+        log = Path(tmp) / "run.log"
+        start = time.perf_counter()
+        with open(log, "wb") as fh:  # a file, not a pipe: wait4 must reap the child to get its rusage
+            proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT)
+            _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - start
+        output = log.read_text(errors="replace")
+    if code != 0:
+        raise EvaluationError(f"consentry run exited with {code}: {output[-500:]}")
+    loaded = re.search(r"(\d+) subject\(s\)", output)
+    return {"enrolled": size, "loaded": int(loaded.group(1)) if loaded else None, "frames": frames,
+            "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1), "run_s": round(wall, 2), "enrol_s": round(enrol_s, 2)}
