@@ -44,7 +44,16 @@ def enrol_synthetic(home: Path, model: str, size: int, seed: int = 0) -> float:
 
 def run_peak_rss(images: Path, model: str, size: int, frames: int = 60, config: Path | None = None) -> dict:
     """Peak RSS (MB) of `consentry run` over ``frames`` frames of the folder ``images`` with
-    ``size`` enrolled subjects, and the wall time of that run."""
+    ``size`` enrolled subjects and with none (``gallery_mb``: the difference), and the wall
+    time of the run with ``size``. The largest frame weighs in too: detect-ahead holds two
+    copies of it, so a folder of large stills peaks well above a camera's frames."""
+    with_gallery = _one_run(images, model, size, frames, config)
+    empty = _one_run(images, model, 0, frames, config)
+    return {**with_gallery, "peak_rss_mb_none_enrolled": empty["peak_rss_mb"],
+            "gallery_mb": round(with_gallery["peak_rss_mb"] - empty["peak_rss_mb"], 1)}
+
+
+def _one_run(images: Path, model: str, size: int, frames: int, config: Path | None) -> dict:
     with tempfile.TemporaryDirectory(prefix="consentry-rss-") as tmp:
         home = Path(tmp) / "home"
         home.mkdir(mode=0o700)
