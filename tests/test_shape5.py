@@ -64,7 +64,8 @@ def test_leaf_sums_accumulate_tree_by_tree_in_float32():
 
 def test_predict_leaves_no_face_samples_behind(predictor, astronaut):
     predictor.predict(astronaut, DLIB[0][1])
-    for buf in (predictor._values, predictor._gathered, predictor._rgb, predictor._bits, predictor._sum):
+    for buf in (predictor._values, predictor._gathered, predictor._rgb, predictor._grey, predictor._bits,
+                predictor._sum):
         assert not buf.any()
 
 
@@ -75,3 +76,11 @@ def test_greyscale_and_rgba_frames_sample_the_same_intensities(predictor, astron
     expected = predictor.predict(astronaut, rect)
     assert np.array_equal(predictor.predict(grey, rect), expected)
     assert np.array_equal(predictor.predict(rgba, rect), expected)
+
+
+def test_one_rounded_transform_is_dlibs_integer_mean_of_rgb():
+    from consentry.vision.shape5 import _MEAN_RGB
+
+    rgb = np.stack(np.meshgrid(np.arange(256), np.arange(256), np.arange(0, 256, 5), indexing="ij"), -1)
+    rgb = rgb.reshape(1, -1, 3).astype(np.uint8)
+    assert np.array_equal(cv2.transform(rgb, _MEAN_RGB)[0], rgb[0].astype(np.int32).sum(axis=1) // 3)

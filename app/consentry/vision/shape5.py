@@ -25,6 +25,7 @@ import numpy as np
 from ..runtime import ModelEntry, verified_bytes
 
 _CODE_BITS = 16  # a tree's split outcomes, packed into one little-endian uint16
+_MEAN_RGB = np.array([[1.0, 1.0, 1.0, -1.0]]) / 3.0
 
 
 class ShapePredictor5:
@@ -74,7 +75,6 @@ class ShapePredictor5:
         sim[0, 0::2], sim[0, 1::2] = centred[:, 0], centred[:, 1]
         sim[1, 0::2], sim[1, 1::2] = -centred[:, 1], centred[:, 0]
         self._sim = sim / float((centred * centred).sum())
-        self._third = (np.arange(3 * 255 + 1) // 3).astype(np.float32)  # (r+g+b) → its intensity, as dlib
         initial = self.initial.astype(np.float64)
         self._initial_mean = initial.mean(axis=0)
         self._initial_spread = float(((initial - self._initial_mean) ** 2).sum())
@@ -105,9 +105,9 @@ class ShapePredictor5:
             image = np.ascontiguousarray(image[..., :3])
         grey = image.ndim == 2
         pixels = self._grey if grey else self._rgb
+        intensity = self._grey
         weights, points, where, values, gathered, bits, total = (
             self._weights, self._points, self._map, self._values, self._gathered, self._bits, self._sum)
-        features = points.shape[1]
         shape = self.initial.reshape(-1).copy()
         try:
             for level in range(self.levels):
@@ -120,21 +120,21 @@ class ShapePredictor5:
                 cv2.remap(image, where, None, cv2.INTER_NEAREST, dst=pixels,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
                 if grey:
-                    values[:] = pixels[0]
+                    np.copyto(values, pixels[0])
                 else:
-                    rgb_sum = cv2.reduce(pixels.reshape(features, 3), 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)
-                    np.take(self._third, rgb_sum[:, 0], out=values, mode="clip")
+                    # round((r+g+b)/3 - 1/3) is floor((r+g+b)/3) (dlib's integer mean), kept a third
+                    # away from any rounding boundary; one pass, as OpenCV rounds to uint8
+                    np.copyto(values, cv2.transform(pixels, _MEAN_RGB, dst=intensity)[0])
                 np.take(values, self._pairs[level], out=gathered, mode="clip")
                 np.subtract(gathered[0], gathered[1], out=gathered[0])
                 np.less_equal(gathered[0], self._thresh[level], out=bits)
                 code = np.packbits(bits, bitorder="little").view("<u2")
-                leaf = np.take(self._leaf_of_code, code)
-                leaf += self._leaf_base
+                leaf = self._leaf_base + np.take(self._leaf_of_code, code)
                 total[0] = shape
                 np.take(self._leaves[level], leaf, axis=0, out=total[1:], mode="clip")
                 shape = np.einsum("ij->j", total)
         finally:
-            for buf in (points, where, pixels, values, gathered, bits, total):
+            for buf in (points, where, pixels, intensity, values, gathered, bits, total):
                 buf.fill(0)
         return np.array([left, top], np.float64) + shape.reshape(-1, 2).astype(np.float64) * (width, height)
 
@@ -155,7 +155,7 @@ def _leaf_table(depth: int) -> np.ndarray:
     node = np.zeros_like(codes)
     for _ in range(depth):
         node = 2 * node + 1 + ((codes >> node) & 1)
-    return (node - splits).astype(np.intp)
+    return (node - splits).astype(np.uint8)  # 64 KB: random lookups stay in cache
 
 
 def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
