@@ -146,7 +146,12 @@ def _bench_frames(args: argparse.Namespace) -> int:
         result["pipelines"] = pipeline_comparison(settings.model_copy(update={"vision": vision}), Path(args.video),
                                                   args.frames)
     if args.gallery_size:
+        from .evaluate.run_memory import run_peak_rss
+
         result["search"] = fb.bench_search(pipeline.embedder.name, args.gallery_size)
+        if args.images:  # the appliance itself: `consentry run` over the same frames with N enrolled
+            result["run"] = run_peak_rss(Path(args.images), pipeline.embedder.name, args.gallery_size,
+                                         frames=result["frames"], config=args.config)
     _emit(result, args.json)
     return 0
 
@@ -373,7 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--video", help="video file: time the whole path frame by frame")
     sp.add_argument("--frames", type=int, default=None, help="at most this many frames of --images/--video")
     sp.add_argument("--vs", choices=["face_recognition"], help="also time face_recognition on the same frames")
-    sp.add_argument("--gallery-size", type=int, default=None, help="also time 1:N over N synthetic templates")
+    sp.add_argument("--gallery-size", type=int, default=None, help="also time 1:N over N synthetic templates "
+                    "and, with --images, measure the peak RSS of `consentry run` with N enrolled")
     src.add_argument("--field", action="store_true",
                      help="a sustained run on the live camera: per-minute fps, per-stage p50/p90, time to decision, "
                      "CPU temperature, throttling, RSS (no frame is kept)")
