@@ -231,8 +231,12 @@ def _eval_clips(args: argparse.Namespace) -> int:
     if not args.enrol:
         raise ConfigError("--clips needs --enrol (a labelled folder of stills or frames to enrol from)")
     settings = _settings(args)
+    trace = None
+    if args.trace:
+        def trace(clip, row):
+            print(f"{clip} {row.line()}", file=sys.stderr)
     result = eval_door_clips(Path(args.clips), Path(args.enrol), settings,
-                             progress=lambda line: print(line, file=sys.stderr))
+                             progress=lambda line: print(line, file=sys.stderr), trace=trace)
     print(json.dumps(result) if args.json else table(result))
     return 0
 
@@ -401,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--clips", help="folder of video clips with labels.csv (file,identity): each replayed "
                      "through the door (recognizer, liveness, policy) on the video's clock")
     sp.add_argument("--enrol", help="with --clips: labelled folder (file,identity) of stills or frames to enrol")
+    sp.add_argument("--trace", action="store_true", help="with --clips: print what the door sees, frame by frame "
+                    "(gates, visit window distances for enrolled identities' clips, re-opens, liveness) to stderr")
     cli_visits.add_eval_arguments(src, sp)
     sp.add_argument("--root", help="image root for --pairs: ROOT/name/name_000n.jpg")
     sp.add_argument("--reference", choices=["dlib"], help="also run dlib's own pipeline on the same images")
