@@ -295,7 +295,7 @@ class Appliance:
                 seen = self.recognizer.tracker.observed_frame  # detect-ahead: the previous frame's copy
                 self.policy.handle(results, (time.perf_counter() - start) * 1000.0, seen if seen is not None else frame,
                                    alive=set(self.recognizer.tracker.tracks))
-                self.kiosk.advise(results)
+                self.kiosk.advise(results, frame.shape)
                 self._forget_observe(results)
             elif self._forget_waiting():
                 self._forget_observe(self.recognizer.step(frame))
@@ -323,7 +323,7 @@ class Appliance:
         """Kiosk enrolment: guided capture (from picamera2's full-resolution ``main`` stream when
         the camera has one, else the frame), then the vault, then a live gallery reload."""
         from .enrolment import GuidedCapture
-        from .web.state import ADVICE
+        from .web.state import ADVICE, CAPTURING
 
         if self._guided is None:
             self._guided = GuidedCapture(self.recognizer.tracker.pipeline, needed=capture.needed)
@@ -335,8 +335,8 @@ class Appliance:
             if still is not None:
                 still.fill(0)
         with self.kiosk.lock:
-            capture.hint = ADVICE.get(reason, "Hold still — capturing") if reason else "Hold still — capturing"
-            capture.collected = len(self._guided.vectors)
+            capture.hint = ADVICE.get(reason, CAPTURING) if reason else CAPTURING
+            capture.collected, capture.box = len(self._guided.vectors), self._guided.box
         if not self._guided.done and time.monotonic() < capture.deadline:
             return
         guided, self._guided = self._guided, None

@@ -85,6 +85,7 @@ class GuidedCapture:
         self.needed = needed
         self.spacing = spacing
         self.vectors: list[np.ndarray] = []
+        self.box: tuple[float, float, float, float] | None = None  # the one face, as web/guidance.fraction
         self._good = 0
 
     @property
@@ -94,8 +95,12 @@ class GuidedCapture:
     def step(self, frame: np.ndarray) -> str | None:
         try:
             faces = self.pipeline.faces(frame)
+            self.box = None
             if len(faces) != 1:
                 return "no_face" if not faces else "several_faces"
+            from .web.guidance import fraction
+
+            self.box = fraction(faces[0].detection.box, frame.shape)  # the enrolling person consented
             quality = self.pipeline.assess(frame, faces[0])
             if not quality.ok:
                 return quality.reasons[0]

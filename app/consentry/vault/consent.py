@@ -6,11 +6,14 @@ the person::
     consent-id: door-access
     consent-version: 1
     purposes: door
+    language: en
 
     (the text)
 
 Its sha256 (over the whole file) is stored with the record, so what was agreed to can be
-proven later from the published text.
+proven later from the published text. One text may be published in several languages
+(``door.txt``, ``door.de.txt`` …: the same id and version, each with its own ``language``
+header, English when absent); the record says which one the person read.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class ConsentText:
     purposes: tuple[str, ...]
     sha256: str
     text: str
+    language: str = "en"
 
     @classmethod
     def load(cls, path: Path) -> ConsentText:
@@ -53,7 +57,7 @@ class ConsentText:
         if unknown:
             raise ConfigError(f"consent text {path}: unknown purposes {sorted(unknown)}")
         return cls(fields["consent-id"], fields["consent-version"], purposes,
-                   hashlib.sha256(raw).hexdigest(), body.strip())
+                   hashlib.sha256(raw).hexdigest(), body.strip(), fields.get("language", "en") or "en")
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,8 @@ class ConsentRecord:
     given_at: ISO 8601 UTC. method: kiosk | admin | cli. retention_days: at most three years.
     age_statement: ``adult`` (the person declared they are an adult) or ``guardian`` (a
     guardian consented for a minor). identify_opt_in: may this subject be found 1:N at a
-    checkout (claim-free); a door always searches 1:N among door subjects.
+    checkout (claim-free); a door always searches 1:N among door subjects. language: the
+    language of the text the person read (a two-letter code; records older than schema 5: en).
     """
 
     consent_id: str
@@ -76,6 +81,7 @@ class ConsentRecord:
     age_statement: str
     purposes: tuple[str, ...]
     identify_opt_in: bool = False
+    language: str = "en"
 
     def validate(self) -> None:
         problems = [name for name in ("consent_id", "version", "sha256", "given_at", "witnessed_by")
@@ -99,4 +105,4 @@ class ConsentRecord:
         if set(chosen) - set(text.purposes):
             raise ConsentMissing(f"consent text {text.consent_id} does not cover purposes {sorted(set(chosen))}")
         return cls(text.consent_id, text.version, text.sha256, given_at, method, witnessed_by, retention_days,
-                   age_statement, tuple(chosen), identify_opt_in)
+                   age_statement, tuple(chosen), identify_opt_in, text.language)

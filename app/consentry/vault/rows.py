@@ -46,10 +46,12 @@ class SubjectSigner:
         self._key = crypto.derive(master, "subject-mac")
 
     def _mac(self, subject: str) -> bytes | None:
-        row = self._conn.execute(f"SELECT {', '.join(SIGNED_SUBJECT)} FROM subjects WHERE id=?",  # noqa: S608
-                                 (subject,)).fetchone()
+        row = self._conn.execute(f"SELECT {', '.join(SIGNED_SUBJECT)}, consent_language FROM subjects "  # noqa: S608
+                                 "WHERE id=?", (subject,)).fetchone()
         if row is None:
             return None
+        # The language (schema 5) joins the MAC only when set, so rows signed before it still check.
+        row = row if row[-1] is not None else row[:-1]
         templates = [r[0] for r in self._conn.execute(
             "SELECT id || ':' || model FROM templates WHERE subject_id=? ORDER BY id", (subject,))]
         body = json.dumps([None if v is None else str(v) for v in row] + templates).encode()

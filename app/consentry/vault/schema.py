@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import VaultError, VaultMissing
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 TABLES = frozenset({"meta", "subjects", "templates", "audit", "credentials", "commands", "fleet", "fleet_doors"})
 
 MIGRATIONS: dict[int, str] = {
@@ -71,6 +71,11 @@ MIGRATIONS: dict[int, str] = {
                         digest TEXT NOT NULL, record BLOB);
     CREATE TABLE fleet_doors (door TEXT PRIMARY KEY, public_key BLOB NOT NULL, label TEXT NOT NULL,
                               status TEXT NOT NULL, updated TEXT NOT NULL);
+    """,
+    # 5: the language of the consent text the person read (NULL on older rows: English, the
+    # only language then). The row MAC covers it whenever it is set (vault/rows.py).
+    5: """
+    ALTER TABLE subjects ADD COLUMN consent_language TEXT;
     """,
 }
 

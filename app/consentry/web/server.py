@@ -19,13 +19,18 @@ import segno
 
 from ..config import Settings
 from ..errors import ConsentryError, SubjectNotFound
-from . import pages
+from . import mydata, pages
 from .auth import ENROL_UNLOCK_S, SESSION_COOKIE, Busy, Session, Sessions, verify_secret
 from .http import Response, WebServer, wsgi_app
+from .i18n import N_, _, current
 from .state import Capture, Forget, KioskState
 
 log = logging.getLogger(__name__)
 __all__ = ["WebApp", "WebServer"]
+# Messages made outside web/ that the pages show (decide/challenge.PROMPTS, the capture's
+# failure), marked here so the catalogue has them; they are translated when sent.
+ELSEWHERE = (N_("Turn your head to your left"), N_("Turn your head to your right"), N_("Blink"),
+             N_("no good face was seen in time; nothing was stored"))
 
 
 def consent_dir(settings: Settings) -> Path:
@@ -73,7 +78,7 @@ class WebApp:
     # -- dispatch -------------------------------------------------------------------------
     def handle(self, method: str, path: str, session: Session, form: dict[str, str], client: str) -> Response:
         if method == "POST" and form.get("csrf") != session.csrf:
-            return Response(pages.message("Refused", "This form has expired or did not come from this kiosk.",
+            return Response(pages.message(_("Refused"), _("This form has expired or did not come from this kiosk."),
                                           cls="error"), HTTPStatus.FORBIDDEN)
         if method == "GET" and path.startswith("/static/") and path.endswith(".js"):
             script = pages.SCRIPTS.get(path[len("/static/"):-len(".js")])
@@ -81,38 +86,41 @@ class WebApp:
                 return Response(script, content_type="text/javascript; charset=utf-8")
         route = self.ROUTES.get((method, path))
         if route is None:
-            return Response(pages.message("Not found", "There is no such page."), HTTPStatus.NOT_FOUND)
+            return Response(pages.message(_("Not found"), _("There is no such page.")), HTTPStatus.NOT_FOUND)
         try:
             return route(self, session, form, client)
         except Busy:
-            return too_many(pages.message("Busy", "Too many sign-ins at once; try again in a minute.", cls="error"))
+            return too_many(pages.message(_("Busy"), _("Too many sign-ins at once; try again in a minute."),
+                                          cls="error"))
         except ConsentryError as exc:
             log.warning("%s %s: %s", method, path, exc)
-            return Response(pages.message("Something went wrong", str(exc), cls="error"), HTTPStatus.CONFLICT)
+            return Response(pages.message(_("Something went wrong"), _(str(exc)), cls="error"), HTTPStatus.CONFLICT)
 
     # -- kiosk ----------------------------------------------------------------------------
     def home(self, session, form, client):
         return Response(pages.kiosk())
 
     def api_kiosk(self, session, form, client):
-        return Response(self.kiosk.kiosk_view())
+        view = self.kiosk.kiosk_view()
+        return Response({**view, "prompt": view["prompt"] and _(view["prompt"]),
+                         "advice": view["advice"] and _(view["advice"])})
 
     def privacy(self, session, form, client):
         from .privacy import model_entries, privacy_body
 
-        return Response(pages.layout("Privacy", privacy_body(self.settings.vault.retention_days, model_entries())))
+        return Response(pages.layout(_("Privacy"), privacy_body(self.settings.vault.retention_days, model_entries())))
 
     # -- enrolment ------------------------------------------------------------------------
     def enroll(self, session, form, client):
         if self.vault is None:
-            return Response(pages.message("Enrolment unavailable", "This device has no master key yet."))
+            return Response(pages.message(_("Enrolment unavailable"), _("This device has no master key yet.")))
         if not session.enrol_unlocked:
             return Response(pages.enroll_unlock(session.csrf))
         return Response(pages.enroll_details(session.csrf))
 
     def enroll_unlock(self, session, form, client):
         if not self.sessions.attempt(client, "pin"):
-            return too_many(pages.enroll_unlock(session.csrf, "Too many attempts; wait a few minutes."))
+            return too_many(pages.enroll_unlock(session.csrf, _("Too many attempts; wait a few minutes.")))
         pin = form.get("pin", "")
         if self.vault and (verify_secret(self.vault.credential("pin"), pin)
                            or verify_secret(self.vault.credential("admin"), pin)):
@@ -120,32 +128,37 @@ class WebApp:
             session = self.sessions.rotate(session)
             session.enrol_until = time.monotonic() + ENROL_UNLOCK_S
             return Response("", HTTPStatus.SEE_OTHER, {"Location": "/enroll", "Set-Cookie": cookie(session)})
-        return Response(pages.enroll_unlock(session.csrf, "Wrong PIN."), HTTPStatus.UNAUTHORIZED)
+        return Response(pages.enroll_unlock(session.csrf, _("Wrong PIN.")), HTTPStatus.UNAUTHORIZED)
 
     def enroll_start(self, session, form, client):
         if not session.enrol_unlocked:
             return redirect("/enroll")
         name, purpose, age = form.get("name", "").strip(), form.get("purpose"), form.get("age", "adult")
         if not name or purpose not in ("door", "checkout") or age not in ("adult", "guardian"):
-            return Response(pages.enroll_details(session.csrf, "Please fill in every field."),
+            return Response(pages.enroll_details(session.csrf, _("Please fill in every field.")),
                             HTTPStatus.BAD_REQUEST)
         session.pending = {"name": name[:80], "purpose": purpose, "age": age}
         return redirect("/enroll/consent")
 
-    def _consent_text(self, purpose: str):
+    def _consent_text(self, purpose: str, lang: str = "en"):
+        """The purpose's consent text in ``lang`` (``door.de.txt``), else the English one (``door.txt``)."""
         from ..vault import ConsentText
 
-        return ConsentText.load(consent_dir(self.settings) / f"{purpose}.txt")
+        folder = consent_dir(self.settings)
+        localised = folder / f"{purpose}.{lang}.txt"
+        return ConsentText.load(localised if lang != "en" and localised.is_file() else folder / f"{purpose}.txt")
 
     def enroll_consent(self, session, form, client):
         if not session.enrol_unlocked or not session.pending:
             return redirect("/enroll")
-        text = self._consent_text(session.pending["purpose"])
-        return Response(pages.enroll_consent(session.csrf, text.text, self.settings.vault.retention_days))
+        text = self._consent_text(session.pending["purpose"], current())
+        session.pending["lang"] = text.language  # the text accepted is the one last shown
+        return Response(pages.enroll_consent(session.csrf, text.text, self.settings.vault.retention_days,
+                                             text.language))
 
     def enroll_decline(self, session, form, client):
         session.pending = {}
-        return Response(pages.message("Nothing was stored", "You declined. Nothing was captured or stored."))
+        return Response(pages.message(_("Nothing was stored"), _("You declined. Nothing was captured or stored.")))
 
     def enroll_accept(self, session, form, client):
         from ..vault import ConsentRecord
@@ -154,13 +167,14 @@ class WebApp:
             return redirect("/enroll")
         p, session.pending = session.pending, {}
         consent = ConsentRecord.from_text(
-            self._consent_text(p["purpose"]), given_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+            self._consent_text(p["purpose"], p.get("lang", "en")),
+            given_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
             method="kiosk", witnessed_by="staff (admin session)" if session.admin else "staff (PIN)",
             retention_days=self.settings.vault.retention_days, age_statement=p["age"], purposes=(p["purpose"],))
         consent.validate()
         with self.kiosk.lock:
             if self.kiosk.capture is not None and self.kiosk.capture.state == "capturing":
-                return Response(pages.message("Busy", "Another enrolment is in progress.", cls="error"),
+                return Response(pages.message(_("Busy"), _("Another enrolment is in progress."), cls="error"),
                                 HTTPStatus.CONFLICT)
             self.kiosk.capture = Capture(name=p["name"], consent=consent, owner=session.key)
         session.enrol_until = 0.0 if not session.admin else session.enrol_until  # one enrolment per unlock
@@ -181,7 +195,8 @@ class WebApp:
             c = self._own_capture(session)
             if c is None:
                 return Response({"state": "none", "hint": "", "collected": 0})
-            return Response({"state": c.state, "hint": c.hint, "collected": c.collected, "needed": c.needed})
+            return Response({"state": c.state, "hint": _(c.hint), "collected": c.collected, "needed": c.needed,
+                             "box": list(c.box) if c.box else None})
 
     def enroll_done(self, session, form, client):
         with self.kiosk.lock:
@@ -189,8 +204,8 @@ class WebApp:
             if c is not None and c.state != "capturing":
                 self.kiosk.capture = None
         if c is None or c.state != "done" or not c.code:
-            reason = c.error if c and c.error else "The enrolment did not finish; nothing was stored."
-            return Response(pages.message("Not enrolled", reason))
+            reason = _(c.error) if c and c.error else _("The enrolment did not finish; nothing was stored.")
+            return Response(pages.message(_("Not enrolled"), reason))
         # A full QR code (segno.make would pick a Micro QR for so short a text, which phones rarely read).
         svg = segno.make_qr(c.code, error="m").svg_inline(scale=6, title="revocation code")
         return Response(pages.enroll_done(c.code, svg))
@@ -201,11 +216,11 @@ class WebApp:
 
     def forget_code(self, session, form, client):
         if not self.sessions.attempt(client, "code"):
-            return too_many(pages.forget(session.csrf, "Too many attempts; wait a few minutes."))
+            return too_many(pages.forget(session.csrf, _("Too many attempts; wait a few minutes.")))
         try:
             receipt = self.vault.revoke_by_code(form.get("code", "")[:64])
         except (SubjectNotFound, AttributeError):
-            return Response(pages.forget(session.csrf, "That code is not valid."), HTTPStatus.NOT_FOUND)
+            return Response(pages.forget(session.csrf, _("That code is not valid.")), HTTPStatus.NOT_FOUND)
         self.sessions.succeeded(client, "code")
         return Response(pages.receipt(receipt.as_json()))
 
@@ -215,7 +230,7 @@ class WebApp:
         with self.kiosk.lock:
             f = self.kiosk.forget
             if f is not None and f.owner != session.key and f.live():
-                return Response(pages.forget(session.csrf, "Someone else is using the camera; try again soon."),
+                return Response(pages.forget(session.csrf, _("Someone else is using the camera; try again soon.")),
                                 HTTPStatus.CONFLICT)
             self.kiosk.forget = Forget(owner=session.key)
         return Response(pages.forget_camera(session.csrf))
@@ -239,7 +254,7 @@ class WebApp:
             else:
                 self.kiosk.forget = None
         if f is None or not f.confirmable():
-            return Response(pages.forget(session.csrf, "You were not recognised; nothing was changed."))
+            return Response(pages.forget(session.csrf, _("You were not recognised; nothing was changed.")))
         return Response(pages.receipt(self.vault.revoke(f.candidate, reason="withdrawn at the kiosk").as_json()))
 
     # -- staff ----------------------------------------------------------------------------
@@ -264,8 +279,8 @@ class WebApp:
         if not session.admin or self.fleet is None or self.fleet.site is None:
             return redirect("/admin")
         if not self.sessions.attempt(client, "door-code"):
-            return too_many(pages.message("Too many attempts", "Too many wrong door codes; wait a few minutes.",
-                                          link="/admin", link_text="Back to staff page", cls="error"))
+            return too_many(pages.message(_("Too many attempts"), _("Too many wrong door codes; wait a few minutes."),
+                                          link="/admin", link_text=_("Back to staff page"), cls="error"))
         try:
             self.fleet.site.approve(form.get("door", ""), form.get("code", ""))
         except ConsentryError as exc:
@@ -290,13 +305,13 @@ class WebApp:
 
     def admin_login(self, session, form, client):
         if not self.sessions.attempt(client, "login"):
-            return too_many(pages.admin_login(session.csrf, "Too many failed logins; wait a few minutes."))
+            return too_many(pages.admin_login(session.csrf, _("Too many failed logins; wait a few minutes.")))
         if self.vault is not None and verify_secret(self.vault.credential("admin"), form.get("password", "")):
             self.sessions.succeeded(client, "login")
             session = self.sessions.rotate(session)
             session.admin = True
             return Response("", HTTPStatus.SEE_OTHER, {"Location": "/admin", "Set-Cookie": cookie(session)})
-        return Response(pages.admin_login(session.csrf, "Wrong password."), HTTPStatus.UNAUTHORIZED)
+        return Response(pages.admin_login(session.csrf, _("Wrong password.")), HTTPStatus.UNAUTHORIZED)
 
     def admin_logout(self, session, form, client):
         self.sessions.end(session)
@@ -311,8 +326,8 @@ class WebApp:
         if not session.admin:
             return redirect("/admin")
         receipt = self.vault.revoke(form.get("subject", ""), reason="revoked by staff")
-        return Response(pages.message("Revoked", f"Subject {receipt.subject} was revoked and destroyed.",
-                                      link="/admin", link_text="Back to staff page"))
+        return Response(pages.message(_("Revoked"), _("Subject {subject} was revoked and destroyed.").format(
+            subject=receipt.subject), link="/admin", link_text=_("Back to staff page")))
 
     def admin_verify(self, session, form, client):
         if not session.admin:
@@ -333,6 +348,7 @@ class WebApp:
         ("POST", "/admin/names"): admin_names, ("POST", "/admin/revoke"): admin_revoke,
         ("POST", "/admin/audit/verify"): admin_verify, ("POST", "/admin/doors/approve"): admin_approve_door,
         ("POST", "/admin/doors/reject"): admin_reject_door, ("POST", "/admin/doors/remove"): admin_remove_door,
+        **mydata.ROUTES,
     }
 
 

@@ -11,16 +11,21 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from . import guidance
+from .i18n import N_
+
+# English msgids: the web thread translates them into the asking browser's language.
 ADVICE = {
-    "no_face": "Look at the camera",
-    "several_faces": "One person at a time, please",
-    "too_small": "Come a little closer",
-    "out_of_frame": "Move into the middle of the picture",
-    "blurry": "Hold still",
-    "pose": "Look straight at the camera",
-    "too_dark": "More light, please",
-    "too_bright": "Step out of the direct light",
+    "no_face": N_("Look at the camera"),
+    "several_faces": N_("One person at a time, please"),
+    "too_small": N_("Come a little closer"),
+    "out_of_frame": N_("Move into the middle of the picture"),
+    "blurry": N_("Hold still"),
+    "pose": N_("Look straight at the camera"),
+    "too_dark": N_("More light, please"),
+    "too_bright": N_("Step out of the direct light"),
 }
+CAPTURING = N_("Hold still — capturing")
 
 
 @dataclass
@@ -33,6 +38,7 @@ class Capture:
     needed: int = 5
     state: str = "capturing"
     hint: str = "Look at the camera"
+    box: tuple | None = None  # where the consenting person's face is (web/guidance.py), or None
     collected: int = 0
     subject: str | None = None
     code: str | None = None
@@ -73,6 +79,7 @@ class KioskState:
         self.health: dict = {}
         self.prompt: str | None = None  # what a liveness challenge asks the person at the door to do
         self.advice: str | None = None  # why the face in view cannot be used yet ("Come a little closer")
+        self.guidance = guidance.Guidance()
 
     def record_decision(self, decision: str) -> None:
         with self.lock:
@@ -83,16 +90,15 @@ class KioskState:
             recent = self.decision if self.decision and time.time() - self.decision["at"] < 4.0 else None
             mode = "enrolling" if self.capture and self.capture.state == "capturing" else "idle"
             return {"decision": recent["decision"] if recent else None, "mode": mode, "prompt": self.prompt,
-                    "advice": self.advice}
+                    "advice": self.advice, **self.guidance.as_json()}
 
-    def advise(self, results) -> None:
-        """Advice for the largest undecided face in view that a quality gate refused (its first
-        reason), or none. Only the advice text is kept: no box, no figure."""
-        waiting = [r for r in results if r.state != "match" and r.reasons]
-        largest = max(waiting, key=lambda r: r.box[2] - r.box[0], default=None)
-        advice = ADVICE.get(largest.reasons[0]) if largest is not None else None
+    def advise(self, results, shape=None) -> None:
+        """Guidance for the faces in view (web/guidance.py): advice for the largest undecided face
+        a quality gate refused, and a box only for a recognised, consenting person."""
+        seen = guidance.kiosk(results, shape)
         with self.lock:
-            self.advice = advice
+            self.guidance = seen
+            self.advice = ADVICE.get(seen.reason) if seen.reason else None
 
     def set_prompt(self, prompt: str | None) -> None:
         with self.lock:
