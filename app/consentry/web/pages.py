@@ -11,8 +11,9 @@ from .privacy import MODEL_NOTICE
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}
-header{background:#1d2330;color:#fff;padding:.8rem 1.5rem;display:flex;justify-content:space-between}
-header a{color:#cfe0ff;margin-left:1rem;text-decoration:none}
+header{background:#1d2330;color:#fff;padding:.5rem 1.5rem;display:flex;flex-wrap:wrap;gap:.3rem 1rem;
+justify-content:space-between;align-items:center}
+header a{color:#cfe0ff;margin-left:1rem;text-decoration:none;display:inline-block;padding:.3rem 0;min-height:24px}
 main{max-width:56rem;margin:1.5rem auto;background:#fff;padding:1.5rem 2rem;border-radius:12px}
 h1{margin-top:0}.big{font-size:2.4rem;text-align:center;padding:2.5rem 0}
 .granted{color:#0a7d32}.unknown{color:#a33}.hint{font-size:1.6rem;text-align:center}
