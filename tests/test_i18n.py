@@ -66,8 +66,8 @@ def test_a_missing_translation_falls_back_to_english():
 @pytest.mark.parametrize(("header", "cookie", "query", "expected"), [
     ("de-DE,de;q=0.9,en;q=0.8", None, "", "de"), ("fr-FR", None, "", "fr"), ("es-ES,es;q=0.9", None, "", "es"),
     ("en-US", None, "", "en"), ("ja-JP,pt;q=0.5", None, "", "en"), ("en;q=0.2,es;q=0.9", None, "", "es"),
-    ("de-DE", "fr", "", "fr"), ("de-DE", "fr", "lang=es", "es"), ("", "junk", "lang=zz", "en"), ("x;q=abc,,", None, "",
-                                                                                                  "en")])
+    ("de-DE", "fr", "", "fr"), ("de-DE", "fr", "lang=es", "es"), ("", "junk", "lang=zz", "en"),
+    ("fr", None, "a&" * 40 + "lang=de", "fr"), ("x;q=abc,,", None, "", "en")])
 def test_the_language_comes_from_the_switch_the_cookie_then_the_browser(header, cookie, query, expected):
     lang, set_cookie = i18n.negotiate({"HTTP_ACCEPT_LANGUAGE": header, "QUERY_STRING": query}, cookie)
     assert lang == expected

@@ -90,7 +90,10 @@ def accept_language(header: str) -> str | None:
 
 def negotiate(environ: dict, cookie: str | None) -> tuple[str, str | None]:
     """(language, Set-Cookie value or None) for one request."""
-    asked = parse_qs(environ.get("QUERY_STRING", ""), max_num_fields=8).get("lang", [""])[0]
+    try:
+        asked = parse_qs(environ.get("QUERY_STRING", "")[:256], max_num_fields=8).get("lang", [""])[0]
+    except ValueError:  # too many fields: a junk query picks no language
+        asked = ""
     if asked in LANGUAGES:
         return asked, f"{COOKIE}={asked}; Path=/; SameSite=Strict; Max-Age=31536000"
     if cookie in LANGUAGES:
