@@ -48,5 +48,5 @@ def kiosk(results: Sequence, shape: Sequence[int] | None) -> Guidance:
     # An "unknown" track whose gate refused every frame was never compared: it may be someone
     # enrolled who stands too far away, so the advice word (not a figure) is still given.
     waiting = [r for r in results if r.state != "match" and r.reasons]
-    reason = max(waiting, key=width).reasons[0] if waiting and not matched else None
+    reason = max(waiting, key=width).reasons[0] if waiting else None
     return Guidance(face=True, box=box, reason=reason)
