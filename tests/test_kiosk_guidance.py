@@ -16,12 +16,14 @@ from consentry.bus.fake import RecordingBus
 from consentry.camera.fake import FakeCamera
 from consentry.config import Settings
 from consentry.vault import KeyFile, Vault
+from consentry.vault.disclosure import subject_record
 from consentry.vision.image_io import read_image
 from consentry.vision.pipeline import largest_face
+from consentry.web.auth import hash_secret
 from gpiozero.pins.mock import MockFactory
 
 from tests.test_vault import consent
-from tests.test_web import CHROMIUM, browser, shot, sync_api  # noqa: F401 - browser is a fixture
+from tests.test_web import CHROMIUM, PIN, browser, shot, sync_api  # noqa: F401 - browser is a fixture
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 H, W = 480, 640
@@ -71,6 +73,7 @@ def kiosk(tmp_path, faces_dir, pipeline, request):
     KeyFile(home / "master.key").create()
     portrait = read_image(faces_dir / "examples" / "obama.jpg")
     with Vault(home, KeyFile(home / "master.key"), create=True) as vault:
+        vault.set_credential("pin", hash_secret(PIN))
         if request.param == "enrolled":
             vector = pipeline.embed(portrait, largest_face(pipeline.faces(portrait))).vector.copy()
             pipeline.wipe()
@@ -120,6 +123,35 @@ def test_the_outline_follows_a_face_that_moves_and_comes_closer(browser, kiosk):
     state = page.request.get("/api/kiosk").json()
     assert set(state) == {"decision", "mode", "prompt", "advice", "face", "box"}
     assert "Obama" not in page.content()
+    page.goto("/?lang=de")
+    sync_api.expect(page.locator("h1")).to_have_text("Gesichtserkennung, nur mit Einwilligung")
+    wait_for(page, lambda s: True)
+    shot(page, "33-guidance-de")
+
+
+@pytest.mark.parametrize("kiosk", ["nobody"], indirect=True)
+def test_enrolment_in_german_shows_the_face_and_a_ring_and_records_the_german_text(browser, kiosk):  # noqa: F811
+    app, camera = kiosk
+    page = browser.new_context(base_url=app.web.url, locale="de-DE", viewport={"width": 1024, "height": 700}).new_page()
+    camera.place(600, 200)  # nobody in the middle yet (the face is cut off at the edge)
+    page.goto("/enroll")
+    page.fill("#pin", PIN)
+    page.click("button[type=submit]")
+    page.fill("#name", "Obama Example")
+    page.click("#next")
+    sync_api.expect(page.locator("h1")).to_have_text("Bitte lesen Sie dies, bevor Sie zustimmen")
+    assert "Gesichtserkennung zum Öffnen dieser Tür" in page.inner_text("#consent-text")
+    shot(page, "34-consent-de")
+    page.click("#accept")
+    page.wait_for_selector("#ring")
+    camera.place(40, 300)
+    seen = wait_for(page, lambda s: True)
+    assert seen[0] > 80
+    shot(page, "35-capture-de")
+    page.wait_for_url("**/enroll/done", timeout=30000)
+    sid = app.vault.subjects()[0].id
+    consent = subject_record(app.vault, sid).consent
+    assert consent.language == "de" and consent.consent_id == "consentry-door"
 
 
 @pytest.mark.parametrize("kiosk", ["stranger"], indirect=True)

@@ -20,6 +20,7 @@ from consentry.web.server import WebApp, WebServer
 from consentry.web.state import KioskState
 
 from tests.test_vault import MODEL, vectors
+from tests.test_web import shot
 
 CONSENT = Path(__file__).resolve().parents[1] / "deploy" / "consent"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -127,7 +128,7 @@ def test_the_page_shows_my_record_and_nothing_of_anyone_else(store, tmp_path):
             page.click("#show")
             sync_api.expect(page.locator("h1")).to_have_text("Was wir über Sie speichern")
             assert page.inner_text("#r-subject") .endswith(a)
-            assert page.inner_text("#r-language").endswith("de")
+            assert page.inner_text("#r-language").endswith("Deutsch")
             assert page.inner_text("#r-templates").endswith("3")
             assert "365" in page.inner_text("#r-retention") and "2026-12-01" in page.inner_text("#r-given")
             assert ConsentText.load(CONSENT / "door.de.txt").sha256 in page.inner_text("#r-text")
@@ -138,10 +139,18 @@ def test_the_page_shows_my_record_and_nothing_of_anyone_else(store, tmp_path):
             own = page.inner_text("#own-audit")
             assert len(page.locator("#own-audit tr").all()) == 1 + 2  # a heading, then A's enrolment and grant
             assert "unknown" not in page.inner_text("main") and "Erkannt (Tür geöffnet)" in own
+            shot(page, "36-mydata-de")
             with page.expect_download() as download:
                 page.click("#receipt-download")
             saved = tmp_path / "from-the-page.json"
             download.value.save_as(saved)
+            english = browser.new_context(base_url=web.url, locale="en-US").new_page()
+            english.goto("/mydata")
+            english.fill("#code", codes[a])
+            english.click("#show")
+            sync_api.expect(english.locator("h1")).to_have_text("What we hold about you")
+            assert b not in english.content()
+            shot(english, "37-mydata-en")
             browser.close()
     finally:
         web.close()

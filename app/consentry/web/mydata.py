@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import ConfigError, SubjectNotFound
 from . import pages
 from .http import Response
-from .i18n import N_, _
+from .i18n import LANGUAGES, N_, _
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def record_page(record: dict, receipt: dict, text: str | None) -> str:
     rows = "".join([
         _row(_("Your pseudonymous id"), f"<code>{escape(record['subject'])}</code>", raw=True, ident="r-subject"),
         _row(_("Consent given"), c["given_at"][:19].replace("T", " ") + " UTC", ident="r-given"),
-        _row(_("Language of the text you read"), c["language"], ident="r-language"),
+        _row(_("Language of the text you read"), LANGUAGES.get(c["language"], c["language"]), ident="r-language"),
         _row(_("Text"), f"{escape(c['id'])}, " + escape(_("version {version}").format(version=c["version"]))
              + f"<br><code translate='no'>sha256 {escape(c['sha256'])}</code>", raw=True, ident="r-text"),
         _row(_("Purposes"), purposes, ident="r-purposes"),

@@ -86,9 +86,11 @@ def stage(ring: bool = False) -> str:
                 "class='ring' pathLength='100' stroke-dasharray='0 100' transform='rotate(-90 80 60)'/>"
                 if ring else "")
     label = escape(_("Where your face is, against the oval to aim for"))
+    # The target: a face about a fifth of the frame wide and centred, well above the smallest
+    # face the quality gate embeds (40 px of 640), with room to move before it leaves the frame.
     return (f"<svg id='stage' viewBox='0 0 160 120' role='img' aria-label='{label}'>"
             "<rect width='160' height='120' rx='8' class='frame'/>"
-            f"{ring_svg}<ellipse id='target' cx='80' cy='58' rx='26' ry='35' class='target'/>"
+            f"{ring_svg}<ellipse id='target' cx='80' cy='56' rx='18' ry='24' class='target'/>"
             "<ellipse id='face' cx='80' cy='58' rx='0' ry='0' class='face' visibility='hidden'/></svg>")
 
 
