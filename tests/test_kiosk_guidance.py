@@ -129,29 +129,36 @@ def test_the_outline_follows_a_face_that_moves_and_comes_closer(browser, kiosk):
     shot(page, "33-guidance-de")
 
 
+CONSENT_SCREEN = {"de": ("Bitte lesen Sie dies, bevor Sie zustimmen", "Gesichtserkennung zum Öffnen dieser Tür"),
+                  "en": ("Please read before you agree", "Face recognition for opening this door")}
+
+
 @pytest.mark.parametrize("kiosk", ["nobody"], indirect=True)
-def test_enrolment_in_german_shows_the_face_and_a_ring_and_records_the_german_text(browser, kiosk):  # noqa: F811
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_enrolment_shows_the_face_and_a_ring_and_records_the_text_in_its_language(browser, kiosk, lang):  # noqa: F811
     app, camera = kiosk
-    page = browser.new_context(base_url=app.web.url, locale="de-DE", viewport={"width": 1024, "height": 700}).new_page()
+    locale = {"de": "de-DE", "en": "en-US"}[lang]
+    page = browser.new_context(base_url=app.web.url, locale=locale, viewport={"width": 1024, "height": 700}).new_page()
     camera.place(600, 200)  # nobody in the middle yet (the face is cut off at the edge)
     page.goto("/enroll")
     page.fill("#pin", PIN)
     page.click("button[type=submit]")
     page.fill("#name", "Obama Example")
     page.click("#next")
-    sync_api.expect(page.locator("h1")).to_have_text("Bitte lesen Sie dies, bevor Sie zustimmen")
-    assert "Gesichtserkennung zum Öffnen dieser Tür" in page.inner_text("#consent-text")
-    shot(page, "34-consent-de")
+    heading, title = CONSENT_SCREEN[lang]
+    sync_api.expect(page.locator("h1")).to_have_text(heading)
+    assert title in page.inner_text("#consent-text")
+    shot(page, f"34-consent-{lang}")
     page.click("#accept")
     page.wait_for_selector("#ring")
     camera.place(40, 300)
     seen = wait_for(page, lambda s: True)
     assert seen[0] > 80
-    shot(page, "35-capture-de")
+    shot(page, f"35-capture-{lang}")
     page.wait_for_url("**/enroll/done", timeout=30000)
     sid = app.vault.subjects()[0].id
     consent = subject_record(app.vault, sid).consent
-    assert consent.language == "de" and consent.consent_id == "consentry-door"
+    assert consent.language == lang and consent.consent_id == "consentry-door"
 
 
 @pytest.mark.parametrize("kiosk", ["stranger"], indirect=True)
