@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 from consentry.app import Appliance
@@ -278,6 +279,67 @@ def test_enrolment_capture_uses_the_cameras_full_resolution_stream_when_it_has_o
             app._frame(frame)
             if app.kiosk.capture.state != "capturing" or app.frames > 40:
                 break
+        assert app.kiosk.capture.state == "captured" and len(app.vault.subjects()) == 1, "stored before the hand-over"
+        app.enrolment.hand_over(app.kiosk.capture)  # what the owner's /enroll/done does
+        assert len(app.vault.subjects()) == 2
     finally:
         app.stop()
-    assert taken and app.kiosk.capture.state == "done"
+    assert taken and app.kiosk.capture.state == "done" and app.kiosk.capture.code
+    assert app.kiosk.capture.restarts == 0
+
+
+def in_place_of(pipeline, host: np.ndarray, guest: np.ndarray) -> np.ndarray:
+    """``guest`` scaled and shifted over ``host`` so that its face lies where the host's was:
+    another person standing in the same place (the same track, to a box-only tracker)."""
+    hb, gb = pipeline.faces(host)[0].detection.box, pipeline.faces(guest)[0].detection.box
+    pipeline.wipe()
+    s = (hb[2] - hb[0]) / (gb[2] - gb[0])
+    warp = np.float32([[s, 0, hb[0] - s * gb[0]], [0, s, hb[1] - s * gb[1]]])
+    out = host.copy()
+    cv2.warpAffine(guest, warp, (host.shape[1], host.shape[0]), dst=out, flags=cv2.INTER_AREA,
+                   borderMode=cv2.BORDER_TRANSPARENT)
+    return out
+
+
+def test_two_people_taking_turns_are_never_enrolled_as_one(home, astronaut, pipeline, faces_dir):
+    """Two people alternating every 3 frames in the same place: every template must be the
+    first person's, so the capture starts again each time the other one is sampled, says so,
+    never completes, and stores nothing."""
+    from consentry.vision.image_io import read_image
+    from consentry.web.state import ADVICE, Capture
+
+    path, _ = home
+    other = in_place_of(pipeline, astronaut, read_image(faces_dir / "examples" / "obama.jpg"))
+    turns = [astronaut] * 3 + [other] * 3
+    app = appliance(settings(), path, FakeCamera([astronaut], fps=30))
+    app.start()
+    hints = []
+    try:
+        before = len(app.vault.subjects())
+        capture = Capture(name="Two People", consent=consent(), needed=3, deadline=time.monotonic() + 1e6)
+        app.kiosk.capture = capture
+        for i in range(48):  # eight turns each
+            app._frame(turns[i % 6].copy())  # in order: the camera's mailbox may drop frames, this may not
+            hints.append(capture.hint)
+        assert capture.state == "capturing" and capture.collected < 3, "the two people were captured as one"
+        assert capture.restarts >= 4 and ADVICE["restarted"] in hints
+        capture.deadline = 0.0
+        app._frame(astronaut.copy())
+        assert capture.state == "failed" and app.enrolment._guided is None
+        assert len(app.vault.subjects()) == before
+    finally:
+        app.stop()
+
+
+def test_one_person_alone_is_captured_without_a_restart_and_a_jump_restarts(pipeline, astronaut):
+    from consentry.enrolment import GuidedCapture
+
+    capture = GuidedCapture(pipeline, needed=3, spacing=1)
+    assert [capture.step(astronaut.copy()) for _ in range(2)] == [None, None] and len(capture.vectors) == 2
+    # the same face somewhere else at once is not the same track: start again
+    assert capture.step(np.ascontiguousarray(np.roll(astronaut, 200, axis=1))) == "restarted"
+    assert capture.vectors == [] and capture.restarts == 1
+    for _ in range(3):
+        capture.step(np.ascontiguousarray(np.roll(astronaut, 200, axis=1)))
+    assert capture.done and capture.restarts == 1
+    capture.wipe()

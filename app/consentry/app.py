@@ -159,17 +159,21 @@ class Appliance:
         self._closers.append(self.bus.close)
 
     def _start_web(self) -> None:
+        from .web.capture import KioskEnrolment
         from .web.state import KioskState
 
         self.kiosk = KioskState()
-        self._guided = None
+        self.enrolment = KioskEnrolment(self.kiosk, self.vault, self.recognizer.tracker.pipeline, self.camera,
+                                        threshold=self.settings.match.threshold, on_stored=self._reload_gallery,
+                                        out=self.out)
         if not self.settings.http.enabled:
             return
         from .web.server import WebApp, WebServer
 
-        self.web = WebServer(WebApp(self.settings, self.kiosk, self.vault, health=self.health,
-                                    checks=self.checks, fleet=self.fleet).wsgi,
-                             self.settings.http.bind, self.settings.http.port)
+        webapp = WebApp(self.settings, self.kiosk, self.vault, health=self.health, checks=self.checks,
+                        fleet=self.fleet, enrolment=self.enrolment)
+        self.enrolment.owner_alive = webapp.sessions.holds
+        self.web = WebServer(webapp.wsgi, self.settings.http.bind, self.settings.http.port)
         self.web.start()
         self._closers.append(self.web.close)
         self.out(f"web page at {self.web.url}")
@@ -288,8 +292,9 @@ class Appliance:
         self.notifier.alive()
         self._drain_inbox()
         try:
-            if self.kiosk.capture is not None and self.kiosk.capture.state == "capturing":
-                self._capture_step(frame, self.kiosk.capture)
+            self.enrolment.tick()
+            if self.enrolment.capturing():
+                self.enrolment.step(frame)
             elif isinstance(self.policy, DoorPolicy):  # a withdrawal by face never pauses the door
                 results = self.recognizer.step(frame)
                 seen = self.recognizer.tracker.observed_frame  # detect-ahead: the previous frame's copy
@@ -318,43 +323,6 @@ class Appliance:
             self.recognizer.tracker.release()
             self._latencies.append((time.perf_counter() - start) * 1000.0)
             self._frame_times.append(time.monotonic())
-
-    def _capture_step(self, frame, capture) -> None:
-        """Kiosk enrolment: guided capture (from picamera2's full-resolution ``main`` stream when
-        the camera has one, else the frame), then the vault, then a live gallery reload."""
-        from .enrolment import GuidedCapture
-        from .web.state import ADVICE, CAPTURING
-
-        if self._guided is None:
-            self._guided = GuidedCapture(self.recognizer.tracker.pipeline, needed=capture.needed)
-        main = getattr(self.camera.source, "main_frame", None)  # picamera2: the full-resolution stream
-        still = main() if callable(main) else None
-        try:
-            reason = self._guided.step(still if still is not None else frame)
-        finally:
-            if still is not None:
-                still.fill(0)
-        with self.kiosk.lock:
-            capture.hint = ADVICE.get(reason, CAPTURING) if reason else CAPTURING
-            capture.collected, capture.box = len(self._guided.vectors), self._guided.box
-        if not self._guided.done and time.monotonic() < capture.deadline:
-            return
-        guided, self._guided = self._guided, None
-        try:
-            if not guided.done:
-                raise ConsentryError("no good face was seen in time; nothing was stored")
-            subject = self.vault.enroll(capture.name, capture.consent, guided.vectors,
-                                        self.recognizer.tracker.pipeline.embedder.name)
-            code = self.vault.issue_revocation_code(subject)
-            self._reload_gallery()
-            with self.kiosk.lock:
-                capture.subject, capture.code, capture.state = subject, code, "done"
-            self.out(f"enrolled {subject} at the kiosk")
-        except ConsentryError as exc:
-            with self.kiosk.lock:
-                capture.state, capture.error = "failed", str(exc)
-        finally:
-            guided.wipe()
 
     def _forget_waiting(self) -> bool:
         f = self.kiosk.forget

@@ -78,38 +78,83 @@ def identify_image(pipeline: FacePipeline, gallery: Gallery, path: Path, debug: 
 class GuidedCapture:
     """Enrolment from live frames: exactly one face, all quality gates passed, and a
     template from every ``spacing``-th good frame until ``needed`` are collected. ``step``
-    returns the reason a frame was not usable (a key of web.state.ADVICE) or None."""
+    returns the reason a frame was not usable (a key of web.state.ADVICE) or None.
 
-    def __init__(self, pipeline: FacePipeline, needed: int = 5, spacing: int = 3) -> None:
+    Every template is of the person the capture started with: the face stays on one track
+    (its box overlaps the last one by ``min_overlap`` IoU, and it is missing from at most
+    ``max_gap`` frames in a row), and each new template lies within ``threshold`` (L2, the
+    match rule's distance to the mean of a subject's templates) of the mean of those already
+    taken. Otherwise the templates are zeroed and the capture starts again from the next
+    good frame: ``step`` returns "restarted" and ``restarts`` counts it. Two people taking
+    turns in front of the camera therefore never become one subject.
+    """
+
+    def __init__(self, pipeline: FacePipeline, needed: int = 5, spacing: int = 3, *, threshold: float = 0.3978,
+                 max_gap: int = 10, min_overlap: float = 0.25) -> None:
         self.pipeline = pipeline
         self.needed = needed
         self.spacing = spacing
+        self.threshold = threshold
+        self.max_gap = max_gap
+        self.min_overlap = min_overlap
         self.vectors: list[np.ndarray] = []
         self.box: tuple[float, float, float, float] | None = None  # the one face, as web/guidance.fraction
+        self.restarts = 0
         self._good = 0
+        self._box: tuple[float, ...] | None = None  # the tracked face's last box
+        self._gap = 0
 
     @property
     def done(self) -> bool:
         return len(self.vectors) >= self.needed
 
     def step(self, frame: np.ndarray) -> str | None:
+        from .vision.tracking import iou
+
         try:
             faces = self.pipeline.faces(frame)
             self.box = None
             if len(faces) != 1:
+                self._gap += 1
+                if self._box is not None and self._gap > self.max_gap:
+                    self._box = None  # the track is lost: whoever comes next starts afresh
+                    if self.vectors:
+                        return self._restart()
                 return "no_face" if not faces else "several_faces"
+            box = faces[0].detection.box
             from .web.guidance import fraction
 
-            self.box = fraction(faces[0].detection.box, frame.shape)  # the enrolling person consented
+            self.box = fraction(box, frame.shape)  # the enrolling person consented: drawn on their screen
+            jumped = self._box is not None and iou(box, self._box) < self.min_overlap
+            self._box, self._gap = box, 0
+            if jumped and self.vectors:
+                return self._restart()
             quality = self.pipeline.assess(frame, faces[0])
             if not quality.ok:
                 return quality.reasons[0]
             self._good += 1
             if self._good % self.spacing == 1 or self.spacing == 1:
-                self.vectors.append(self.pipeline.embed(frame, faces[0]).vector.copy())
+                vector = self.pipeline.embed(frame, faces[0]).vector
+                if self.vectors and self._far(vector):
+                    return self._restart()
+                self.vectors.append(vector.copy())
             return None
         finally:
             self.pipeline.wipe()
+
+    def _far(self, vector: np.ndarray) -> bool:
+        centre = np.mean(self.vectors, axis=0)
+        try:
+            centre -= vector
+            return float(np.linalg.norm(centre)) > self.threshold
+        finally:
+            centre.fill(0)
+
+    def _restart(self) -> str:
+        self.wipe()
+        self._good = 0  # the next good frame is the new first template
+        self.restarts += 1
+        return "restarted"
 
     def wipe(self) -> None:
         for v in self.vectors:

@@ -1,8 +1,17 @@
 """Staff authentication for the web page: Argon2id hashes, server-side sessions with CSRF
-tokens, and login rate limiting. Cookies are HttpOnly and SameSite=Strict."""
+tokens, and login rate limiting. Cookies are HttpOnly and SameSite=Strict.
+
+A visitor costs no server memory: their cookie is a token the server signed, and their CSRF
+token and session key are derived from it (HMAC under a per-process secret). Only a session
+with something worth keeping — a staff login or a PIN-unlocked enrolment, both reached
+through :meth:`Sessions.rotate` — takes one of the MAX_SESSIONS slots, so no number of
+cookie-less requests can push a signed-in member of staff or an enrolment out.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 import threading
 import time
@@ -67,30 +76,54 @@ class Session:
 class Sessions:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._sessions: dict[str, Session] = {}
+        self._sessions: dict[str, Session] = {}  # kept (privileged) sessions only
+        self._secret = secrets.token_bytes(32)
         self._failures: dict[str, list[float]] = {}
 
     def get(self, token: str | None) -> Session:
-        """The caller's session, or a fresh one (every visitor gets a CSRF token)."""
+        """The caller's kept session, or a visitor's, derived from a cookie this server signed
+        (a fresh one when the cookie is missing, forged or from before a restart). Nothing is
+        stored for a visitor: every visitor still gets a stable CSRF token and session key."""
         now = time.monotonic()
         with self._lock:
             for stale in [t for t, s in self._sessions.items() if now - s.touched > SESSION_IDLE_S]:
                 del self._sessions[stale]
             session = self._sessions.get(token or "")
-            if session is None:
-                if len(self._sessions) >= MAX_SESSIONS:  # bounded: the least recently used goes
-                    del self._sessions[min(self._sessions, key=lambda t: self._sessions[t].touched)]
-                session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32))
-                self._sessions[session.token] = session
-            session.touched = now
-            return session
+            if session is not None:
+                session.touched = now
+                return session
+        return self._visitor(token if token and self._signed(token) else self._mint())
+
+    def _mac(self, purpose: str, text: str) -> str:
+        return hmac.new(self._secret, f"{purpose}|{text}".encode(), hashlib.sha256).hexdigest()
+
+    def _mint(self) -> str:
+        nonce = secrets.token_urlsafe(24)
+        return f"{nonce}.{self._mac('token', nonce)[:32]}"
+
+    def _signed(self, token: str) -> bool:
+        nonce, _, tag = token.partition(".")
+        return bool(nonce) and hmac.compare_digest(tag.encode(), self._mac("token", nonce)[:32].encode())
+
+    def _visitor(self, token: str) -> Session:
+        return Session(token, self._mac("csrf", token), key=self._mac("key", token)[:32])
+
+    def holds(self, key: str) -> bool:
+        """Whether a kept session with this key is still alive (not ended, evicted or idle)."""
+        now = time.monotonic()
+        with self._lock:
+            return any(s.key == key and now - s.touched <= SESSION_IDLE_S for s in self._sessions.values())
 
     def rotate(self, session: Session) -> Session:
-        """A new token and CSRF token when privilege changes (login, PIN unlock): no fixation."""
+        """A new token and CSRF token when privilege changes (login, PIN unlock): no fixation.
+        The session is kept from then on (its key stays: a flow it started stays its own)."""
         with self._lock:
             self._sessions.pop(session.token, None)
-            session.token = secrets.token_urlsafe(32)
+            if len(self._sessions) >= MAX_SESSIONS:  # bounded: the least recently used goes
+                del self._sessions[min(self._sessions, key=lambda t: self._sessions[t].touched)]
+            session.token = self._mint()
             session.csrf = secrets.token_urlsafe(32)
+            session.touched = time.monotonic()
             self._sessions[session.token] = session
             return session
 

@@ -3,9 +3,10 @@
 Why waitress and not the standard library's server: http.server has no socket timeout, one
 thread per connection without bound, and hands a negative or non-numeric Content-Length to
 the application. Waitress (Debian: python3-waitress, pure Python) parses requests itself,
-refuses malformed and oversized ones, closes idle connections (``channel_timeout``), caps
-connections, and runs handlers on a fixed pool of threads — which also bounds how many
-Argon2 verifications can run at once. tests/test_hostile_web.py measures both behaviours.
+refuses malformed and oversized ones, and runs handlers on a fixed pool of threads — which
+also bounds how many Argon2 verifications can run at once. web/guard.py bounds connections
+per address and in all, and the time to a complete request, in front of it.
+tests/test_hostile_web.py measures all of these.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from .i18n import _
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 16 * 1024
+MAX_BODY = 16 * 1024  # bytes; a body of exactly this size is read, one byte more is refused
+MAX_FIELDS = 32
 THREADS = 4
 CHANNEL_TIMEOUT_S = 10
-CONNECTION_LIMIT = 64
+HEAD_TIMEOUT_S = 8  # from accept, or from the previous response, to a complete request
+CONNECTION_LIMIT = 64  # in all; at the limit the longest-waiting connection makes room
+PER_CLIENT = 16  # connections one address may hold (a browser opens at most 6)
 SECURITY_HEADERS = [
     ("Cache-Control", "no-store"),
     ("X-Frame-Options", "DENY"),
@@ -58,7 +62,8 @@ def cookie_value(header: str, name: str) -> str | None:
 
 
 def read_form(environ: dict) -> dict[str, str] | None:
-    """The urlencoded body as a dict, or None when its length is missing, negative, or too big."""
+    """The urlencoded body as a dict, or None when its length is missing, negative, or too big,
+    or it has more than MAX_FIELDS fields."""
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -66,7 +71,10 @@ def read_form(environ: dict) -> dict[str, str] | None:
     if length < 0 or length > MAX_BODY:
         return None
     raw = environ["wsgi.input"].read(length) if length else b""
-    fields = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=32)
+    try:
+        fields = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=MAX_FIELDS)
+    except ValueError:  # too many fields
+        return None
     return {k: v[0] for k, v in fields.items()}
 
 
@@ -110,15 +118,23 @@ def wsgi_app(handle: Handler, plain: Callable[[str, str], str]):
 
 
 class WebServer:
-    """Serves a WSGI app with waitress on a background thread; ``port`` 0 picks a free port."""
+    """Serves a WSGI app with waitress on a background thread; ``port`` 0 picks a free port;
+    ``head_timeout_s`` is there for tests (the default is HEAD_TIMEOUT_S)."""
 
-    def __init__(self, app, bind: str, port: int) -> None:
-        from waitress.server import create_server
+    def __init__(self, app, bind: str, port: int, *, head_timeout_s: float = HEAD_TIMEOUT_S) -> None:
+        from waitress.adjustments import Adjustments
 
-        self.server = create_server(
-            app, host=bind, port=port, threads=THREADS, channel_timeout=CHANNEL_TIMEOUT_S, cleanup_interval=2,
-            connection_limit=CONNECTION_LIMIT, max_request_body_size=MAX_BODY, max_request_header_size=16384,
-            ident="Consentry", expose_tracebacks=False, clear_untrusted_proxy_headers=True)
+        from .guard import GuardedServer
+
+        adj = Adjustments(
+            host=bind, port=port, threads=THREADS, channel_timeout=CHANNEL_TIMEOUT_S, cleanup_interval=1,
+            # waitress's own limit stops accepting altogether: the guard's comes first and never does
+            connection_limit=CONNECTION_LIMIT + 16,
+            max_request_body_size=MAX_BODY + 1,  # waitress refuses a body *of* its limit
+            max_request_header_size=16384, ident="Consentry", expose_tracebacks=False,
+            clear_untrusted_proxy_headers=True)
+        self.server = GuardedServer(app, adj=adj, per_client=PER_CLIENT, total=CONNECTION_LIMIT,
+                                    head_timeout_s=head_timeout_s, security_headers=SECURITY_HEADERS)
         self.url = f"http://{bind}:{self.server.effective_port}"
         self._thread = threading.Thread(target=self.server.run, name="web", daemon=True)
 

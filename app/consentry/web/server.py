@@ -3,7 +3,8 @@ served by waitress through web/http.py (no framework: a kiosk serves one screen)
 
 Every POST needs the session's CSRF token; staff pages need an Argon2-checked login; login,
 PIN and revocation-code attempts are rate limited per client and purpose before any hashing.
-An enrolment or a withdrawal by face belongs to the session that started it. No route
+An enrolment or a withdrawal by face belongs to the session that started it, and an enrolment
+is stored only when its revocation code is handed to that session (web/capture.py). No route
 returns a face or a template.
 """
 
@@ -23,14 +24,13 @@ from . import mydata, pages
 from .auth import ENROL_UNLOCK_S, SESSION_COOKIE, Busy, Session, Sessions, verify_secret
 from .http import Response, WebServer, wsgi_app
 from .i18n import N_, _, current
-from .state import Capture, Forget, KioskState
+from .state import BUSY, Capture, Forget, KioskState
 
 log = logging.getLogger(__name__)
 __all__ = ["WebApp", "WebServer"]
 # Messages made outside web/ that the pages show (decide/challenge.PROMPTS, the capture's
 # failure), marked here so the catalogue has them; they are translated when sent.
-ELSEWHERE = (N_("Turn your head to your left"), N_("Turn your head to your right"), N_("Blink"),
-             N_("no good face was seen in time; nothing was stored"))
+ELSEWHERE = (N_("Turn your head to your left"), N_("Turn your head to your right"), N_("Blink"))
 
 
 def consent_dir(settings: Settings) -> Path:
@@ -59,8 +59,9 @@ class WebApp:
     """Route handlers; ``vault`` may be None (no key yet: enrolment and withdrawal say so)."""
 
     def __init__(self, settings: Settings, kiosk: KioskState, vault, health=lambda: {}, checks=lambda: [],
-                 fleet=None) -> None:
+                 fleet=None, enrolment=None) -> None:
         self.settings = settings
+        self.enrolment = enrolment  # the loop's KioskEnrolment: stores a capture when its owner collects the code
         self.fleet = fleet  # a site kiosk's FleetService: its doors are listed and approved here
         self.kiosk = kiosk
         self.vault = vault
@@ -173,10 +174,11 @@ class WebApp:
             retention_days=self.settings.vault.retention_days, age_statement=p["age"], purposes=(p["purpose"],))
         consent.validate()
         with self.kiosk.lock:
-            if self.kiosk.capture is not None and self.kiosk.capture.state == "capturing":
+            if self.kiosk.capture is not None and self.kiosk.capture.state in BUSY:
                 return Response(pages.message(_("Busy"), _("Another enrolment is in progress."), cls="error"),
                                 HTTPStatus.CONFLICT)
-            self.kiosk.capture = Capture(name=p["name"], consent=consent, owner=session.key)
+            self.kiosk.capture = Capture(name=p["name"], consent=consent, owner=session.key,
+                                         needed=self.settings.http.capture_templates)
         session.enrol_until = 0.0 if not session.admin else session.enrol_until  # one enrolment per unlock
         return redirect("/enroll/capture")
 
@@ -196,16 +198,23 @@ class WebApp:
             if c is None:
                 return Response({"state": "none", "hint": "", "collected": 0})
             return Response({"state": c.state, "hint": _(c.hint), "collected": c.collected, "needed": c.needed,
-                             "box": list(c.box) if c.box else None})
+                             "restarts": c.restarts, "box": list(c.box) if c.box else None})
 
     def enroll_done(self, session, form, client):
         with self.kiosk.lock:
             c = self._own_capture(session)
-            if c is not None and c.state != "capturing":
+        if c is not None and c.state in ("captured", "storing") and self.enrolment is not None:
+            self.enrolment.hand_over(c)  # stored now, on the request that carries its code back (a second
+            # request from the same page waits for the first and shows the same code)
+        with self.kiosk.lock:
+            if c is not None and c.state not in BUSY and self.kiosk.capture is c:
                 self.kiosk.capture = None
-        if c is None or c.state != "done" or not c.code:
-            reason = _(c.error) if c and c.error else _("The enrolment did not finish; nothing was stored.")
-            return Response(pages.message(_("Not enrolled"), reason))
+        if c is None:  # none started here, or its code was already shown (once, as promised)
+            return Response(pages.message(_("Nothing to show"), _("No enrolment of this page is waiting for its "
+                                                                  "code; a revocation code is shown only once.")))
+        if c.state != "done" or not c.code:
+            return Response(pages.message(_("Not enrolled"), _(c.error) if c.error
+                                          else _("The enrolment did not finish; nothing was stored.")))
         # A full QR code (segno.make would pick a Micro QR for so short a text, which phones rarely read).
         svg = segno.make_qr(c.code, error="m").svg_inline(scale=6, title="revocation code")
         return Response(pages.enroll_done(c.code, svg))

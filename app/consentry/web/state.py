@@ -2,7 +2,7 @@
 
 The loop writes decisions, health figures and capture progress; the web thread starts and
 reads sessions. Nothing here ever holds an image or a vector — the capture's templates
-live in the loop's GuidedCapture until they are encrypted into the vault.
+live in web/capture.py's KioskEnrolment until they are encrypted into the vault.
 """
 
 from __future__ import annotations
@@ -24,13 +24,20 @@ ADVICE = {
     "pose": N_("Look straight at the camera"),
     "too_dark": N_("More light, please"),
     "too_bright": N_("Step out of the direct light"),
+    "restarted": N_("Only the person enrolling, please — starting again"),
 }
 CAPTURING = N_("Hold still — capturing")
 
 
+# An enrolment in these states holds (or is storing) templates: no other may start.
+BUSY = ("capturing", "captured", "storing")
+
+
 @dataclass
 class Capture:
-    """An enrolment in progress. ``state``: capturing → done | failed | cancelled."""
+    """An enrolment in progress. ``state``: capturing → captured (templates held, waiting for
+    the owner's page to collect the code) → storing → done; or failed | cancelled, with
+    nothing stored. ``restarts``: how often another face made the capture start again."""
 
     name: str
     consent: object
@@ -40,6 +47,7 @@ class Capture:
     hint: str = "Look at the camera"
     box: tuple | None = None  # where the consenting person's face is (web/guidance.py), or None
     collected: int = 0
+    restarts: int = 0
     subject: str | None = None
     code: str | None = None
     error: str | None = None
@@ -88,7 +96,7 @@ class KioskState:
     def kiosk_view(self) -> dict:
         with self.lock:
             recent = self.decision if self.decision and time.time() - self.decision["at"] < 4.0 else None
-            mode = "enrolling" if self.capture and self.capture.state == "capturing" else "idle"
+            mode = "enrolling" if self.capture and self.capture.state in BUSY else "idle"
             return {"decision": recent["decision"] if recent else None, "mode": mode, "prompt": self.prompt,
                     "advice": self.advice, **self.guidance.as_json()}
 
