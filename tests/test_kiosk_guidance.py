@@ -68,16 +68,17 @@ def appliance(home, camera) -> Appliance:
 
 @pytest.fixture
 def kiosk(tmp_path, faces_dir, pipeline, request):
-    """The appliance with Obama enrolled (or nobody, for the stranger), and its camera."""
+    """The appliance with Obama enrolled ("greeted": he asked for a greeting), or nobody, and its camera."""
     home = tmp_path / "home"
     KeyFile(home / "master.key").create()
     portrait = read_image(faces_dir / "examples" / "obama.jpg")
     with Vault(home, KeyFile(home / "master.key"), create=True) as vault:
         vault.set_credential("pin", hash_secret(PIN))
-        if request.param == "enrolled":
+        if request.param in ("enrolled", "greeted"):
             vector = pipeline.embed(portrait, largest_face(pipeline.faces(portrait))).vector.copy()
             pipeline.wipe()
-            vault.enroll("Obama Example", consent(), [vector], pipeline.embedder.name)
+            vault.enroll("Barack Example", consent(greeting=request.param == "greeted"), [vector],
+                         pipeline.embedder.name)
     camera = PlacedCamera(portrait)
     app = appliance(home, camera)
     worker = threading.Thread(target=app.run, kwargs={"handle_signals": False}, daemon=True)
@@ -121,8 +122,10 @@ def test_the_outline_follows_a_face_that_moves_and_comes_closer(browser, kiosk):
     assert second[2] > first[2] * 1.1
     shot(page, "31-guidance-right-closer")
     state = page.request.get("/api/kiosk").json()
-    assert set(state) == {"decision", "mode", "prompt", "advice", "face", "box"}
-    assert "Obama" not in page.content()
+    assert set(state) == {"decision", "mode", "prompt", "advice", "face", "box", "greeting"}
+    assert state["greeting"] is None
+    sync_api.expect(page.locator("#status")).to_have_text("Welcome", timeout=15000)
+    assert "Barack" not in page.content()  # no greeting was asked for: never a name
     page.goto("/?lang=de")
     sync_api.expect(page.locator("h1")).to_have_text("Gesichtserkennung, nur mit Einwilligung")
     wait_for(page, lambda s: True)
@@ -144,6 +147,8 @@ def test_enrolment_shows_the_face_and_a_ring_and_records_the_text_in_its_languag
     page.fill("#pin", PIN)
     page.click("button[type=submit]")
     page.fill("#name", "Obama Example")
+    if lang == "de":
+        page.check("#greet")  # asked to be greeted by first name
     page.click("#next")
     heading, title = CONSENT_SCREEN[lang]
     sync_api.expect(page.locator("h1")).to_have_text(heading)
@@ -159,6 +164,7 @@ def test_enrolment_shows_the_face_and_a_ring_and_records_the_text_in_its_languag
     sid = app.vault.subjects()[0].id
     consent = subject_record(app.vault, sid).consent
     assert consent.language == lang and consent.consent_id == "consentry-door"
+    assert consent.greeting == (lang == "de")
 
 
 @pytest.mark.parametrize("kiosk", ["stranger"], indirect=True)
@@ -182,3 +188,12 @@ def test_a_stranger_is_only_a_face_that_is_seen(browser, kiosk):  # noqa: F811
         assert s["box"] is None
         assert all(v is None or isinstance(v, bool | str) for v in s.values()), s
     assert any(s["decision"] == "unknown" for s in states)
+
+
+@pytest.mark.parametrize("kiosk", ["greeted"], indirect=True)
+def test_a_person_who_asked_for_a_greeting_is_greeted_by_first_name(browser, kiosk):  # noqa: F811
+    app, camera = kiosk
+    page = browser.new_context(base_url=app.web.url, locale="fr-FR").new_page()
+    page.goto("/")
+    sync_api.expect(page.locator("#status")).to_have_text("Bienvenue, Barack", timeout=30000)
+    assert "Example" not in page.content()  # the first name only

@@ -76,15 +76,16 @@ def test_a_schema_4_row_migrates_intact_as_english(tmp_path):
     with Vault(home, KeyFile(home / "master.key"), create=True) as v:
         sid = v.enroll("Old Record", record(ConsentText.load(CONSENT / "door.txt")), vectors(3), MODEL)
         with v._txn():  # what a schema-4 store signed: no language column
-            v._conn.execute("UPDATE subjects SET consent_language=NULL WHERE id=?", (sid,))
+            v._conn.execute("UPDATE subjects SET consent_language=NULL, greeting=NULL WHERE id=?", (sid,))
             v._signer.sign(sid)
     conn = sqlite3.connect(home / "consentry.db")
     conn.executescript("ALTER TABLE subjects DROP COLUMN consent_language; "
+                       "ALTER TABLE subjects DROP COLUMN greeting; "
                        "UPDATE meta SET value = 4 WHERE key = 'schema_version';")
     conn.close()
     with Vault(home, KeyFile(home / "master.key")) as v:
         assert [s.intact for s in v.subjects()] == [True]
-        assert subject_record(v, sid).consent.language == "en"
+        assert subject_record(v, sid).consent.language == "en" and not subject_record(v, sid).consent.greeting
         v._conn.execute("UPDATE subjects SET consent_language='de' WHERE id=?", (sid,))  # an edit is noticed
         assert [s.intact for s in v.subjects()] == [False]
 

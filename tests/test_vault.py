@@ -285,6 +285,7 @@ def test_a_schema_1_store_is_migrated_and_keeps_its_subjects(tmp_path, keyfile):
     conn.executescript("DROP INDEX subjects_revocation; ALTER TABLE subjects DROP COLUMN revocation_tag; "
                        "DROP TABLE credentials; DROP TABLE commands; DROP TABLE fleet; DROP TABLE fleet_doors; "
                        "ALTER TABLE subjects DROP COLUMN row_mac; ALTER TABLE subjects DROP COLUMN consent_language; "
+                       "ALTER TABLE subjects DROP COLUMN greeting; "
                        "DELETE FROM meta WHERE key = 'meta_mac'; "
                        "UPDATE meta SET value = 1 WHERE key = 'schema_version';")
     conn.close()

@@ -381,7 +381,7 @@ class Appliance:
         self.bus.publish(suffix, payload)
         if suffix == "event/access":
             self.bus.publish_state("state/last_decision", payload["decision"])
-            self.kiosk.record_decision(payload["decision"])
+            self.kiosk.record_decision(payload["decision"], payload.get("subject"))
             who = payload["subject"] or "unknown face"
             self.out(f"{payload['decision']}: {who}" + (f" (distance {payload['distance']})"
                                                         if payload.get("distance") is not None else "")

@@ -69,6 +69,7 @@ class ConsentRecord:
     guardian consented for a minor). identify_opt_in: may this subject be found 1:N at a
     checkout (claim-free); a door always searches 1:N among door subjects. language: the
     language of the text the person read (a two-letter code; records older than schema 5: en).
+    greeting: the person asked to be greeted by their first name on the kiosk screen.
     """
 
     consent_id: str
@@ -82,6 +83,7 @@ class ConsentRecord:
     purposes: tuple[str, ...]
     identify_opt_in: bool = False
     language: str = "en"
+    greeting: bool = False
 
     def validate(self) -> None:
         problems = [name for name in ("consent_id", "version", "sha256", "given_at", "witnessed_by")
@@ -100,9 +102,9 @@ class ConsentRecord:
     @classmethod
     def from_text(cls, text: ConsentText, *, given_at: str, method: str, witnessed_by: str,
                   retention_days: int, age_statement: str = "adult", purposes: tuple[str, ...] | None = None,
-                  identify_opt_in: bool = False) -> ConsentRecord:
+                  identify_opt_in: bool = False, greeting: bool = False) -> ConsentRecord:
         chosen = purposes or text.purposes
         if set(chosen) - set(text.purposes):
             raise ConsentMissing(f"consent text {text.consent_id} does not cover purposes {sorted(set(chosen))}")
         return cls(text.consent_id, text.version, text.sha256, given_at, method, witnessed_by, retention_days,
-                   age_statement, tuple(chosen), identify_opt_in, text.language)
+                   age_statement, tuple(chosen), identify_opt_in, text.language, greeting)

@@ -47,7 +47,8 @@ class SubjectRecord:
                 "consent": {"id": c.consent_id, "version": c.version, "language": c.language, "sha256": c.sha256,
                             "given_at": c.given_at, "method": c.method, "witnessed_by": c.witnessed_by,
                             "purposes": list(c.purposes), "retention_days": c.retention_days,
-                            "age_statement": c.age_statement, "identify_opt_in": c.identify_opt_in},
+                            "age_statement": c.age_statement, "identify_opt_in": c.identify_opt_in,
+                            "greeting": c.greeting},
                 "audit": [dict(e) for e in self.entries]}
 
 
@@ -65,7 +66,8 @@ def subject_record(vault, subject: str) -> SubjectRecord:
     with vault._lock:
         row = vault._conn.execute(
             "SELECT consent_id, consent_version, consent_sha256, consent_given_at, consent_method, witnessed_by, "
-            "retention_days, age_statement, purposes, identify_opt_in, consent_language, created, last_seen, row_mac "
+            "retention_days, age_statement, purposes, identify_opt_in, consent_language, greeting, created, last_seen, "
+            "row_mac "
             "FROM subjects WHERE id=?", (subject,)).fetchone()
         if row is None:
             raise SubjectNotFound(f"no subject {subject}")
@@ -74,12 +76,28 @@ def subject_record(vault, subject: str) -> SubjectRecord:
         templates = vault._conn.execute("SELECT count(*) FROM templates WHERE subject_id=?", (subject,)).fetchone()[0]
         own = vault._conn.execute("SELECT seq, ts, kind, detail FROM audit WHERE subject=? ORDER BY seq DESC LIMIT ?",
                                   (subject, OWN_ENTRIES)).fetchall()
-    (cid, version, sha, given, method, witness, days, age, purposes, opt_in, lang, created, seen, _mac) = row
+    (cid, version, sha, given, method, witness, days, age, purposes, opt_in, lang, greet, created, seen, _mac) = row
     consent = ConsentRecord(cid, version, sha, given, method, witness, int(days), age, tuple(purposes.split(",")),
-                            bool(opt_in), lang or "en")
+                            bool(opt_in), lang or "en", bool(greet))
     entries = tuple({"seq": s, "ts": t, "kind": k, "detail": json.loads(d)} for s, t, k, d in own)
     expires = vault._expiry(given, seen or created, int(days)).isoformat()
     return SubjectRecord(subject, consent, created, seen, expires, int(templates), entries)
+
+
+def greeting_name(vault, subject: str) -> str | None:
+    """The first name to greet ``subject`` with on the kiosk screen, only if they asked for it
+    at enrolment (and their row is intact); None otherwise."""
+    from .aad import aad_name
+
+    with vault._lock:
+        row = vault._conn.execute("SELECT greeting, name_ct, wrapped_key, row_mac FROM subjects WHERE id=?",
+                                  (subject,)).fetchone()
+        if row is None or not row[0] or not vault._signer.intact(subject, row[-1]):
+            return None
+        name = crypto.unseal(vault._data_key(subject, row[2]), bytes(row[1]), aad_name(subject),
+                             f"name of subject {subject}").decode()
+    first = name.split()
+    return first[0][:40] if first else None
 
 
 def _canonical(body: dict) -> bytes:

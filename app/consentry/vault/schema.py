@@ -73,9 +73,11 @@ MIGRATIONS: dict[int, str] = {
                               status TEXT NOT NULL, updated TEXT NOT NULL);
     """,
     # 5: the language of the consent text the person read (NULL on older rows: English, the
-    # only language then). The row MAC covers it whenever it is set (vault/rows.py).
+    # only language then), and whether they asked to be greeted by their first name (NULL: no).
+    # The row MAC covers both whenever they are set (vault/rows.py).
     5: """
     ALTER TABLE subjects ADD COLUMN consent_language TEXT;
+    ALTER TABLE subjects ADD COLUMN greeting INTEGER;
     """,
 }
 

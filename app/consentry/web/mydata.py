@@ -77,6 +77,7 @@ def record_page(record: dict, receipt: dict, text: str | None) -> str:
         _row(_("Deleted at the latest on"), record["expires"][:10], ident="r-expires"),
         _row(_("Face templates held"), str(record["templates"]), ident="r-templates"),
         _row(_("Photos or videos held"), _("None")),
+        _row(_("Greeted by first name at the kiosk"), _("Yes") if c.get("greeting") else _("No"), ident="r-greeting"),
     ])
     entries = "".join(
         f"<tr><td>{escape(e['ts'][:19].replace('T', ' '))}</td><td>{escape(_(KINDS.get(e['kind'], e['kind'])))}"

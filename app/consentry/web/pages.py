@@ -103,7 +103,7 @@ def kiosk() -> str:
                                                   "else's face is stored.") + "</p>")
     texts = {"look": _("Look at the camera"), "enrolling": _("Enrolment in progress"), "granted": _("Welcome"),
              "unknown": _("Not recognised"), "denied": _("Not accepted: please ask staff"),
-             "challenge": _("Please look at the screen")}
+             "challenge": _("Please look at the screen"), "welcome-name": _("Welcome, {name}")}
     return layout(_("Kiosk"), body, script="kiosk", texts=texts)
 
 
@@ -121,7 +121,8 @@ poll('/api/kiosk', s=>{const el=document.getElementById('status');draw(s.box);
  document.getElementById('seen').hidden=!s.face;
  if(s.mode==='enrolling'){el.className='big';el.textContent=T.enrolling;}
  else if(s.prompt){el.className='big prompt';el.textContent=s.prompt;}
- else if(s.decision==='granted'){el.className='big granted';el.textContent=T.granted;}
+ else if(s.decision==='granted'){el.className='big granted';
+  el.textContent=s.greeting?T.welcomeName.replace('{name}',s.greeting):T.granted;}
  else if(s.decision==='unknown'){el.className='big unknown';el.textContent=T.unknown;}
  else if(s.decision==='denied'){el.className='big unknown';el.textContent=T.denied;}
  else if(s.advice){el.className='big';el.textContent=s.advice;}
@@ -147,6 +148,9 @@ def enroll_details(csrf: str, error: str = "") -> str:
              + "</label></fieldset><fieldset><legend>" + _("Who is agreeing?") + "</legend>"
              "<label><input type='radio' name='age' value='adult' checked> " + _("I am an adult and agree for myself")
              + "</label><label><input type='radio' name='age' value='guardian'> " + _("I am the guardian of a minor")
+             + "</label></fieldset><fieldset><legend>" + _("When I am recognised") + "</legend>"
+             "<label><input type='checkbox' name='greet' value='yes' id='greet'> "
+             + _("Greet me by my first name on this screen (otherwise it says only “Welcome”)")
              + "</label></fieldset><button type='submit' id='next'>" + _("Next: read what this means") + "</button>")
     body = "<h1>" + _("Enrolment") + "</h1>" + error_line(error) + form("/enroll/start", csrf, inner)
     return layout(_("Enrolment"), body)

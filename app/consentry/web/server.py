@@ -102,9 +102,13 @@ class WebApp:
         return Response(pages.kiosk())
 
     def api_kiosk(self, session, form, client):
+        from ..vault.disclosure import greeting_name
+
         view = self.kiosk.kiosk_view()
+        granted = self.kiosk.granted_subject()  # greeted by first name only if they asked at enrolment
+        greeting = greeting_name(self.vault, granted) if granted and self.vault is not None else None
         return Response({**view, "prompt": view["prompt"] and _(view["prompt"]),
-                         "advice": view["advice"] and _(view["advice"])})
+                         "advice": view["advice"] and _(view["advice"]), "greeting": greeting})
 
     def privacy(self, session, form, client):
         from .privacy import model_entries, privacy_body
@@ -138,7 +142,7 @@ class WebApp:
         if not name or purpose not in ("door", "checkout") or age not in ("adult", "guardian"):
             return Response(pages.enroll_details(session.csrf, _("Please fill in every field.")),
                             HTTPStatus.BAD_REQUEST)
-        session.pending = {"name": name[:80], "purpose": purpose, "age": age}
+        session.pending = {"name": name[:80], "purpose": purpose, "age": age, "greet": form.get("greet") == "yes"}
         return redirect("/enroll/consent")
 
     def _consent_text(self, purpose: str, lang: str = "en"):
@@ -171,7 +175,8 @@ class WebApp:
             self._consent_text(p["purpose"], p.get("lang", "en")),
             given_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
             method="kiosk", witnessed_by="staff (admin session)" if session.admin else "staff (PIN)",
-            retention_days=self.settings.vault.retention_days, age_statement=p["age"], purposes=(p["purpose"],))
+            retention_days=self.settings.vault.retention_days, age_statement=p["age"], purposes=(p["purpose"],),
+            greeting=bool(p.get("greet")))
         consent.validate()
         with self.kiosk.lock:
             if self.kiosk.capture is not None and self.kiosk.capture.state in BUSY:

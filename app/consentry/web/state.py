@@ -89,9 +89,17 @@ class KioskState:
         self.advice: str | None = None  # why the face in view cannot be used yet ("Come a little closer")
         self.guidance = guidance.Guidance()
 
-    def record_decision(self, decision: str) -> None:
+    def record_decision(self, decision: str, subject: str | None = None) -> None:
+        """``subject``: who was granted, kept only so the web thread can greet someone who asked
+        for it (web/server.py); never part of the kiosk view."""
         with self.lock:
-            self.decision = {"decision": decision, "at": time.time()}
+            self.decision = {"decision": decision, "at": time.time(), "subject": subject}
+
+    def granted_subject(self) -> str | None:
+        with self.lock:
+            d = self.decision
+            recent = d is not None and time.time() - d["at"] < 4.0 and d["decision"] in ("granted", "verified")
+            return d.get("subject") if recent else None
 
     def kiosk_view(self) -> dict:
         with self.lock:
