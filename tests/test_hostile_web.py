@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 from consentry.camera.fake import FakeCamera
 from consentry.config import Settings
+from consentry.forget import Withdrawal
 from consentry.vault import KeyFile, Vault
 from consentry.web.auth import hash_secret
 from consentry.web.server import WebApp, WebServer
-from consentry.web.state import Capture, Forget, KioskState
+from consentry.web.state import Capture, KioskState
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -166,13 +167,13 @@ def test_withdrawal_by_face_is_bound_to_its_session_and_to_a_face_still_in_view(
     r, _ = other.post("/forget/camera")
     assert r.status == 409, "another session's withdrawal is not replaced"
     with kiosk.lock:
-        kiosk.forget = Forget(owner=session.key, state="found", candidate=sid, seen_at=time.monotonic() - 10)
+        kiosk.forget = Withdrawal(owner=session.key, state="found", candidate=sid, seen_at=time.monotonic() - 10)
     other.post("/forget/confirm")
     person.post("/forget/confirm")
     assert vault.exists(sid), "a face no longer in view is not withdrawn, nor by another session"
     person.post("/forget/camera")
     with kiosk.lock:
-        kiosk.forget = Forget(owner=session.key, state="found", candidate=sid, seen_at=time.monotonic())
+        kiosk.forget = Withdrawal(owner=session.key, state="found", candidate=sid, seen_at=time.monotonic())
     _, text = person.post("/forget/confirm")
     assert "withdrawn" in text and not vault.exists(sid)
 

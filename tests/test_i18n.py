@@ -48,7 +48,11 @@ def test_every_marked_string_is_translated(lang):
 
 
 def test_messages_made_elsewhere_are_marked():
+    from consentry.forget import MESSAGES
+
     assert set(PROMPTS.values()) <= set(ELSEWHERE)
+    assert {f"Forget me: {a.lower()} to confirm" for a in PROMPTS.values()} <= set(ELSEWHERE)  # forget.py's
+    assert set(MESSAGES.values()) <= set(ELSEWHERE)
     assert set(ADVICE.values()) <= source_messages()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from consentry.decide.adapt import MatchHold
 from consentry.decide.recognizer import Recognizer
 from consentry.decide.visit import VisitOptions
 from consentry.match import Gallery, MatchPolicy
@@ -62,8 +63,10 @@ def test_stranger_buffers_are_zeroed_after_the_no_match_decision(pipeline, astro
 
     tracker.process = spy
     recognizer = Recognizer(tracker, gallery, ONE_PHOTO)
+    recognizer.hold = MatchHold()  # a door that learns (decide/adapt.py) holds nothing of a stranger
     frame = astronaut.copy()
     (result,) = recognizer.step(frame)
+    assert len(recognizer.hold) == 0
 
     assert (result.state, result.subject, result.distance) == ("unknown", None, None)
     assert result.embedded

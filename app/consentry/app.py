@@ -23,6 +23,7 @@ from .bus.commands import CommandGate, request_id_of, subject_of
 from .camera import FrameSource, open_source
 from .camera.supervisor import SupervisedSource
 from .config import Settings
+from .decide.adapt import door_adapter
 from .decide.checkout import CheckoutPolicy
 from .decide.door import DoorPolicy
 from .decide.recognizer import recognizer_from_settings
@@ -159,6 +160,7 @@ class Appliance:
         self._closers.append(self.bus.close)
 
     def _start_web(self) -> None:
+        from .forget import FaceWithdrawal
         from .web.capture import KioskEnrolment
         from .web.state import KioskState
 
@@ -166,6 +168,7 @@ class Appliance:
         self.enrolment = KioskEnrolment(self.kiosk, self.vault, self.recognizer.tracker.pipeline, self.camera,
                                         threshold=self.settings.match.threshold, on_stored=self._reload_gallery,
                                         out=self.out)
+        self.withdrawal = FaceWithdrawal(self.kiosk, self.settings.liveness, self.policy.liveness, self._publish)
         if not self.settings.http.enabled:
             return
         from .web.server import WebApp, WebServer
@@ -230,8 +233,9 @@ class Appliance:
             self.bus.publish_state("state/lock", "locked")
             self.policy = DoorPolicy(s.door, self.door, self._publish, on_grant=self._seen,
                                      on_unknown=self._count_unknown, liveness=self._liveness(),
-                                     on_prompt=lambda track, prompt: self.kiosk.set_prompt(prompt),
-                                     gate=self.fleet.verdict if self.fleet is not None else None)
+                                     on_prompt=lambda track, prompt: self.withdrawal.door_prompt(prompt),
+                                     gate=self.fleet.verdict if self.fleet is not None else None,
+                                     adapt=door_adapter(self))
         else:
             identify = self._gallery(model, "checkout", opted_in_only=True)
             if self.fleet is not None:
@@ -301,9 +305,9 @@ class Appliance:
                 self.policy.handle(results, (time.perf_counter() - start) * 1000.0, seen if seen is not None else frame,
                                    alive=set(self.recognizer.tracker.tracks))
                 self.kiosk.advise(results, frame.shape)
-                self._forget_observe(results)
-            elif self._forget_waiting():
-                self._forget_observe(self.recognizer.step(frame))
+                self.withdrawal.observe(results, self.recognizer.tracker, frame)
+            elif self.withdrawal.waiting():
+                self.withdrawal.observe(self.recognizer.step(frame), self.recognizer.tracker, frame)
             elif self.policy.active:
                 tracker = self.recognizer.tracker
                 try:
@@ -324,30 +328,6 @@ class Appliance:
             self._latencies.append((time.perf_counter() - start) * 1000.0)
             self._frame_times.append(time.monotonic())
 
-    def _forget_waiting(self) -> bool:
-        f = self.kiosk.forget
-        return f is not None and f.state in ("looking", "found")
-
-    def _forget_observe(self, results) -> None:
-        """Withdrawal by face, from the door's own verdicts (k of n): the candidate is a subject
-        recognised as the only face in view, and stays confirmable only while that holds."""
-        if not self._forget_waiting():
-            return
-        now = time.monotonic()
-        matched = {r.subject for r in results if r.state == "match" and r.subject}
-        with self.kiosk.lock:
-            f = self.kiosk.forget
-            if f is None:
-                return
-            alone = len(results) == 1 and len(matched) == 1
-            if alone and f.state == "looking":
-                f.candidate, f.state = next(iter(matched)), "found"
-            if alone and matched == {f.candidate}:
-                f.seen_at = now
-            elif f.state == "found" and (len(results) > 1 or (matched and matched != {f.candidate})):
-                f.seen_at = 0.0  # someone else in view: not confirmable until the same face is alone again
-            if f.state == "looking" and now > f.deadline:
-                f.state = "timeout"
 
     def _reload_gallery(self) -> None:
         templates = self.vault.load_templates(self.gallery.model, self.settings.profile)

@@ -67,10 +67,17 @@ def _consent(args: argparse.Namespace, settings: Settings):
         identify_opt_in=args.identify_opt_in)
 
 
+PHOTOS_ONLY = ("enrolled from photos only: a door sees its own camera's video, and photos often match it "
+               "less well; for templates taken the way the door sees the person, enrol at the kiosk (the web "
+               "page's enrolment captures from the camera) or from a clip with --video")
+
+
 def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
-    from .enrolment import enrolment_templates
+    from .enrolment import enrolment_templates, video_templates
     from .vision.factory import pipeline_from_config
 
+    if not args.images and not args.video:
+        raise ConfigError("give images, or a clip with --video")
     consent = _consent(args, settings)
     if consent is None:
         print("consent declined: nothing was captured or stored")
@@ -79,6 +86,10 @@ def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
     with _vault(args, settings, create=True) as vault, \
             pipeline_from_config(settings.vision, settings.quality) as pipeline:
         vectors, rejected = enrolment_templates(pipeline, [Path(p) for p in args.images])
+        clip = None
+        if args.video:
+            clip = video_templates(pipeline, Path(args.video), settings.http.capture_templates)
+            vectors += clip.vectors
         for r in rejected:
             print(f"rejected {r.image}: {r.reason}", file=sys.stderr)
         if not vectors:
@@ -88,8 +99,15 @@ def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             for v in vectors:
                 v.fill(0)
-    _print({"subject": subject, "templates": len(vectors), "rejected": [r.__dict__ for r in rejected]},
-           args.json, lambda: f"enrolled {subject} with {len(vectors)} template(s)")
+    out = {"subject": subject, "templates": len(vectors), "rejected": [r.__dict__ for r in rejected],
+           "source": "video" if clip and not args.images else "photos+video" if clip else "photos"}
+    if clip is not None:
+        out["video"] = {"frames": clip.frames, "usable": clip.usable, "templates": len(clip.vectors)}
+    else:
+        out["advice"] = PHOTOS_ONLY
+        print(PHOTOS_ONLY, file=sys.stderr)
+    _print(out, args.json, lambda: f"enrolled {subject} with {len(vectors)} template(s)"
+           + (f" ({len(clip.vectors)} from {clip.usable} usable of {clip.frames} frames)" if clip else ""))
     return 0
 
 
@@ -241,7 +259,9 @@ def add_commands(sub: argparse._SubParsersAction, wrap: Callable) -> None:
     sp.add_argument("--guardian", action="store_true", help="a guardian consented for a minor")
     sp.add_argument("--identify-opt-in", action="store_true", help="may be identified 1:N at a checkout")
     sp.add_argument("--yes", action="store_true", help="consent already confirmed; do not ask")
-    sp.add_argument("images", nargs="+")
+    sp.add_argument("--video", help="a clip of the person alone: templates from frames spread over it (one face, "
+                    "quality gates); nearer to what a door sees than photos")
+    sp.add_argument("images", nargs="*")
 
     subjects = sub.add_parser("subjects", help="enrolled subjects").add_subparsers(dest="subjects_command",
                                                                                    required=True)

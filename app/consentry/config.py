@@ -129,6 +129,22 @@ class MatchConfig(_Strict):
     calibrated_at: str | None = Field("2026-12-01", description="Date of the calibration (ISO 8601).")
     impostor_comparisons: int | None = Field(142443, ge=0, description="Impostor pairs behind the calibration; "
                                              "3 / this is the smallest FMR it can support.")
+    adapt: bool = Field(True, description="Door templates (decide/adapt.py): after a granted visit whose "
+                        "liveness passed and whose mean descriptor is at least adapt_margin inside visit_threshold "
+                        "and within visit_threshold of the consent-time centroid, the door keeps that descriptor "
+                        "as a template of the subject (encrypted, destroyed with the subject, never replicated). "
+                        "False: nothing is learned and door templates already kept are destroyed at start.")
+    adapt_margin: float = Field(0.03, ge=0, lt=1, description="How far (L2) inside visit_threshold a granted "
+                                "visit must be to be learned. 0.03: of the webcam person's first matching visits "
+                                "it learns 30 % at visit_threshold 0.2982 and 96 % at 0.40, while CelebA stranger "
+                                "matches against 5-template centroids fall from 15 to 3 in 142,443 between 0.40 "
+                                "and 0.37 (docs/thresholds.md, door templates).")
+    adapt_max: int = Field(3, ge=1, le=10, description="Door templates kept per subject (the oldest replaced; "
+                           "consent-time templates are never displaced).")
+    adapt_consents: list[str] = Field(["consentry-door@2"], description="Consent texts (id@version) that tell "
+                                      "the person a door learns door templates; subjects who agreed to another "
+                                      "text (deploy/consent/door.txt before version 2 did not say it) are never "
+                                      "learned from. Add a site's own texts here once they say it.")
 
 
 class VaultConfig(_Strict):

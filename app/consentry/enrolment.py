@@ -1,5 +1,5 @@
-"""Still-image lifecycle steps shared by the CLI and the kiosk: templates for enrolment
-(exactly one good face per image) and identification of every face in a photo."""
+"""Lifecycle steps shared by the CLI and the kiosk: templates for enrolment (exactly one good
+face per image, or frames spread over a clip) and identification of every face in a photo."""
 
 from __future__ import annotations
 
@@ -48,6 +48,100 @@ def enrolment_templates(pipeline: FacePipeline, images: Sequence[Path]) -> tuple
             pipeline.wipe()
             rgb.fill(0)
     return vectors, rejected
+
+
+@dataclass(frozen=True, eq=False)
+class VideoEnrolment:
+    """Templates from one clip: ``vectors`` (copies, for the vault to encrypt; the caller zeroes
+    them), ``frames`` read, ``usable`` frames (exactly one face passing every gate), and per
+    reason the frames that were not (``no_face``, ``several_faces``, gate codes)."""
+
+    vectors: list[np.ndarray]
+    frames: int
+    usable: int
+    skipped: dict[str, int]
+
+
+def video_templates(pipeline: FacePipeline, path: Path, count: int = 5, *, min_usable: int = 3,
+                    consistency: float = 0.6, max_crowded: float = 0.01) -> VideoEnrolment:
+    """Templates from frames spread over a clip, the way a door sees the person: the clip is
+    read twice, first to find the frames with exactly one face that passes the quality gates,
+    then to embed ``count`` of them spread evenly over those (so over the clip's poses and
+    light, not one burst). The clip must show the person alone: more than ``max_crowded`` of
+    its frames with several faces refuses it, and so does a clip in which two people each have
+    the frame to themselves at different times (every two templates must lie within
+    ``consistency``, L2: at most 0.49 apart on the shared webcam clips of one person, 0.74 for
+    two people in turn). No frame or crop is kept."""
+    from .camera.sources import OpenCVSource
+    from .errors import CameraError, ConfigError
+
+    def frames():
+        try:
+            source = OpenCVSource(str(path), finite=True)
+        except CameraError as exc:
+            raise ConfigError(f"cannot read the clip {path}: {exc}") from None
+        try:
+            yield from source.frames()
+        finally:
+            source.close()
+
+    usable: list[int] = []
+    skipped: dict[str, int] = {}
+    total = 0
+    for i, frame in enumerate(frames()):
+        total += 1
+        try:
+            reason = one_good_face(pipeline, frame)[1]
+        finally:
+            pipeline.wipe()
+            frame.fill(0)
+        if reason is None:
+            usable.append(i)
+        else:
+            skipped[reason] = skipped.get(reason, 0) + 1
+    crowded = skipped.get("several_faces", 0)
+    if crowded > max_crowded * total:
+        raise ConfigError(f"{path}: another face appears in {crowded} of {total} frames; enrol from a clip of the "
+                          "consenting person alone. Nothing was stored")
+    if len(usable) < min_usable:
+        raise ConfigError(f"{path}: only {len(usable)} of {total} frames show exactly one face that passes the "
+                          f"quality gates (at least {min_usable} needed); nothing was stored")
+    n = min(count, len(usable))
+    wanted = {usable[int((k + 0.5) * len(usable) / n)] for k in range(n)}
+    vectors: list[np.ndarray] = []
+    for i, frame in enumerate(frames()):
+        if i in wanted:
+            try:
+                face, reason = one_good_face(pipeline, frame)
+                if reason is None:
+                    vectors.append(pipeline.embed(frame, face).vector.copy())
+            finally:
+                pipeline.wipe()
+        frame.fill(0)
+    if len(vectors) < min(min_usable, n):
+        raise ConfigError(f"{path}: the clip could not be read the same way twice; nothing was stored")
+    stack = np.stack(vectors)
+    spread = np.linalg.norm(stack[:, None] - stack[None], axis=2)
+    widest = float(spread.max())
+    stack.fill(0)
+    spread.fill(0)
+    if widest > consistency:
+        for v in vectors:
+            v.fill(0)
+        raise ConfigError(f"{path}: the frames do not all show the same person (or one face was misread); "
+                              "use a clip of the consenting person alone. Nothing was stored")
+    return VideoEnrolment(vectors, total, len(usable), skipped)
+
+
+def one_good_face(pipeline: FacePipeline, frame: np.ndarray):
+    """(the face, None) when the frame holds exactly one face passing every gate, else (None, reason)."""
+    faces = pipeline.faces(frame)
+    if len(faces) != 1:
+        return None, "no_face" if not faces else "several_faces"
+    quality = pipeline.assess(frame, faces[0])
+    if not quality.ok:
+        return None, "+".join(quality.reasons)
+    return faces[0], None
 
 
 def identify_image(pipeline: FacePipeline, gallery: Gallery, path: Path, debug: bool = False) -> list[dict]:

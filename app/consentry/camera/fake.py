@@ -74,3 +74,40 @@ class FakeCamera:
 
     def close(self) -> None:
         self.events.append((time.monotonic(), "close"))
+
+
+class ScriptedCamera(FakeCamera):
+    """A person on cue: plays ``clip[idle]`` to and fro; ``act(name)`` plays the slice
+    ``scripts[name]`` of the clip once, then back the same way, then idle again (after the act
+    still playing: cutting into it would jump the face across the picture, which no one does);
+    ``show(frames)`` plays any frames at once instead (a second face walking in, an empty view)."""
+
+    def __init__(self, clip: Sequence[np.ndarray], scripts: dict[str, tuple[int, int]], fps: float = 15.0,
+                 idle: str = "idle") -> None:
+        super().__init__(clip, fps=fps)
+        self.clip = list(clip)
+        self.scripts = scripts
+        self.idle = idle
+        self.queue: list[np.ndarray] = []
+        self.lock = threading.Lock()
+
+    def act(self, name: str) -> None:
+        a, b = self.scripts[name]
+        with self.lock:
+            self.queue += self.clip[a:b] + self.clip[a:b][::-1]
+
+    def show(self, frames: Sequence[np.ndarray]) -> None:
+        with self.lock:
+            self.queue = list(frames)
+
+    def frames(self) -> Iterator[np.ndarray]:
+        idle = self.clip[slice(*self.scripts[self.idle])]
+        idle = idle + idle[::-1]
+        i = 0
+        while True:
+            time.sleep(self.period)
+            with self.lock:
+                frame = self.queue.pop(0) if self.queue else idle[i % len(idle)]
+            i += 1
+            self.reads += 1
+            yield frame.copy()

@@ -25,9 +25,12 @@ class DoorPolicy:
     def __init__(self, cfg: DoorConfig, door, publish: Publish, *, on_grant: Callable[[str], None] | None = None,
                  on_unknown: Callable[[], None] | None = None, clock: Callable[[], float] = time.monotonic,
                  liveness: LivenessGate | None = None, on_prompt: Callable[[int, str | None], None] | None = None,
-                 gate: Callable[[], object] | None = None) -> None:
+                 gate: Callable[[], object] | None = None,
+                 adapt: Callable[[int, str, bool, str], object] | None = None) -> None:
         """``gate``: asked before every grant (a site door's replica: ``granting`` and a
-        ``reason`` such as ``fleet_stale``); a refusal is a denial with that reason."""
+        ``reason`` such as ``fleet_stale``); a refusal is a denial with that reason.
+        ``adapt``: told (track, subject, granted, liveness) once a matched track is decided
+        (decide/adapt.py may learn a door template from a granted, live visit)."""
         self.cfg = cfg
         self.door = door
         self.publish = publish
@@ -37,6 +40,7 @@ class DoorPolicy:
         self.liveness = liveness
         self.on_prompt = on_prompt or (lambda track, prompt: None)
         self.gate = gate
+        self.adapt = adapt or (lambda track, subject, granted, liveness: None)
         self._prompting: set[int] = set()
         self._reported: dict[int, tuple[str, str | None]] = {}
         self._last_grant: dict[str, float] = {}
@@ -107,8 +111,10 @@ class DoorPolicy:
         self.publish("event/access", messages.access_event("granted", r.subject, r.distance, latency_ms, r.track_id,
                                                            liveness=liveness))
         self.on_grant(r.subject)
+        self.adapt(r.track_id, r.subject, True, liveness)
 
     def _deny(self, r: TrackResult, latency_ms: float, reason: str | None, liveness: str = "failed") -> None:
         self.denials += 1
         self.publish("event/access", messages.access_event("denied", r.subject, None, latency_ms, r.track_id,
                                                            liveness=liveness, reason=reason))
+        self.adapt(r.track_id, r.subject, False, liveness)

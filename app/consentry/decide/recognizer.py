@@ -52,6 +52,7 @@ class Recognizer:
         self.visit_options = visit or VisitOptions()
         self.clock = clock
         self._visits: dict[int, Visit] = {}
+        self.hold = None  # decide/adapt.py's MatchHold on a door that learns: what a matched visit decided on
 
     def close(self) -> None:
         self.wipe_visits()
@@ -72,6 +73,8 @@ class Recognizer:
         for visit in self._visits.values():
             visit.wipe()
         self._visits.clear()
+        if self.hold is not None:
+            self.hold.wipe()
 
     def step(self, frame: np.ndarray, now: float | None = None) -> list[TrackResult]:
         now = self.clock() if now is None else now
@@ -81,6 +84,8 @@ class Recognizer:
             results = [self._decide(obs, now) for obs in self.tracker.process(frame)]
             for gone in set(self._visits) - set(self.tracker.tracks):
                 self._visits.pop(gone).wipe()  # the track left: its descriptors go with it
+            if self.hold is not None:
+                self.hold.keep_only(set(self.tracker.tracks))
             return results
         finally:
             self.tracker.wipe()
@@ -99,7 +104,8 @@ class Recognizer:
                     visit.reverify()
                 else:
                     visit.reopen()
-            verdict = visit.add(vector, model, width, now, self.gallery) if visit.open else visit.verdict
+            gallery = self.gallery if self.hold is None else self.hold.witness(obs.track_id, self.gallery)
+            verdict = visit.add(vector, model, width, now, gallery) if visit.open else visit.verdict
         else:
             verdict = visit.verdict
         if verdict.subject is not None and verdict.subject not in self.gallery:
@@ -107,6 +113,8 @@ class Recognizer:
             # subject must never be granted from it.
             visit.reopen()
             verdict = visit.verdict
+        if self.hold is not None and verdict.state != "match":
+            self.hold.drop(obs.track_id)
         self.tracker.settle(obs.track_id, not visit.open)
         reasons = obs.quality.reasons if obs.quality else ()
         mesh = obs.face.landmarks.mesh if verdict.state == "match" else None

@@ -17,3 +17,8 @@ def aad_name(subject: str) -> str:
 
 def aad_template(subject: str, template: str, model: str) -> str:
     return f"consentry:template:v{BLOB_VERSION}:{subject}:{template}:{model}"
+
+
+def aad_door_template(subject: str, template: str, model: str) -> str:
+    """A door template's own prefix: moved into ``templates`` (or back) it does not open."""
+    return f"consentry:door-template:v{BLOB_VERSION}:{subject}:{template}:{model}"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from ..errors import VaultError, VaultMissing
 
-SCHEMA_VERSION = 5
-TABLES = frozenset({"meta", "subjects", "templates", "audit", "credentials", "commands", "fleet", "fleet_doors"})
+SCHEMA_VERSION = 6
+TABLES = frozenset({"meta", "subjects", "templates", "audit", "credentials", "commands", "fleet", "fleet_doors",
+                    "door_templates"})
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -72,10 +73,22 @@ MIGRATIONS: dict[int, str] = {
     CREATE TABLE fleet_doors (door TEXT PRIMARY KEY, public_key BLOB NOT NULL, label TEXT NOT NULL,
                               status TEXT NOT NULL, updated TEXT NOT NULL);
     """,
-    # 5: the language of the consent text the person read (NULL on older rows: English, the
+    # 5: door templates (vault/door_templates.py): what a door learned of a subject after live,
+    # granted visits, apart from the consent-time templates and outside a site's records.
+    5: """
+    CREATE TABLE door_templates (
+        id TEXT PRIMARY KEY,
+        subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+        model TEXT NOT NULL,
+        ct BLOB NOT NULL,
+        created TEXT NOT NULL
+    );
+    CREATE INDEX door_templates_subject ON door_templates(subject_id);
+    """,
+    # 6: the language of the consent text the person read (NULL on older rows: English, the
     # only language then), and whether they asked to be greeted by their first name (NULL: no).
     # The row MAC covers both whenever they are set (vault/rows.py).
-    5: """
+    6: """
     ALTER TABLE subjects ADD COLUMN consent_language TEXT;
     ALTER TABLE subjects ADD COLUMN greeting INTEGER;
     """,

@@ -33,6 +33,7 @@ from .aad import aad_name as _aad_name
 from .aad import aad_template as _aad_template
 from .audit import AuditLog, AuditReport
 from .consent import MAX_RETENTION_DAYS, ConsentRecord
+from .door_templates import DoorTemplates
 from .files import prepare_files
 from .keys import KeyFile, KeyProvider
 from .replica import FleetRows
@@ -101,7 +102,7 @@ class TemplateSet:
             vector.fill(0)
 
 
-class Vault(FleetRows):
+class Vault(DoorTemplates, FleetRows):
     """Open with :meth:`open`; use as a context manager or call :meth:`close`."""
 
     def __init__(self, home: Path, provider: KeyProvider, *, inactivity_days: int = 365,
@@ -359,6 +360,8 @@ class Vault(FleetRows):
                 damaged.append(tid)
                 continue
             templates.append((sid, crypto.bytes_vector(raw)))
+        if purpose == "door":  # a door's own door templates join its subjects' (vault/door_templates.py)
+            templates += self._door_rows_for(model, {s for s, _ in templates})
         return TemplateSet(templates, damaged, sorted(other - {s for s, _ in templates}))
 
     def touch(self, subject: str) -> None:
@@ -390,10 +393,12 @@ class Vault(FleetRows):
         if row is None:
             raise SubjectNotFound(f"no subject {subject} (never enrolled, already revoked, or purged)")
         templates = self._conn.execute("DELETE FROM templates WHERE subject_id=?", (subject,)).rowcount
+        door = self._delete_door_templates(subject)
         self._conn.execute("DELETE FROM subjects WHERE id=?", (subject,))
         self._conn.execute("UPDATE fleet SET record=NULL WHERE subject=? AND kind != 'revoke'", (subject,))
         self._set_meta("roster", self._signer.toggled(self._meta("roster"), subject))
-        destroyed = {"data_key": True, "templates": templates, "name": True, "consent_record": True}
+        destroyed = {"data_key": True, "templates": templates, "door_templates": door, "name": True,
+                     "consent_record": True}
         now = self._now()
         if not audit:
             return destroyed, now, ""
@@ -524,6 +529,7 @@ class Vault(FleetRows):
                                (crypto.seal(data_key, crypto.vector_bytes(moved), aad), tid))
             vector.fill(0)
             moved.fill(0)
+        self._retransform_door(sid, data_key, change)
 
     def audit_entries(self, limit: int | None = None) -> list[dict]:
         """The newest audit entries first (under the vault's lock: the web page reads them while
@@ -553,6 +559,7 @@ class Vault(FleetRows):
             loaded = self.load_templates(model)
             loaded.wipe()
             found.update(loaded.damaged)
+        found.update(self._damaged_door_templates(found))
         return sorted(found)
 
     def integrity_check(self) -> str:

@@ -222,19 +222,28 @@ def forget(csrf: str, error: str = "") -> str:
 
 
 def forget_camera(csrf: str) -> str:
-    body = ("<h1>" + _("Look at the camera") + "</h1><div id='hint' class='hint' role='status'>"
-            + _("Looking for you…") + "</div><div id='confirm' hidden><p>"
-            + _("We recognised you. Withdraw your consent now?") + "</p>"
+    body = ("<h1>" + _("Look at the camera") + "</h1><p>"
+            + _("Alone, please. To show that it is you, in person, who wants to be forgotten, the screen will ask "
+                "you to blink or to turn your head.") + "</p>"
+            "<div id='hint' class='hint' role='status'>" + _("Looking for you…") + "</div>"
+            "<p id='why' class='error' hidden></p><p id='again' hidden><a class='button' href='/forget'>"
+            + _("Start again") + "</a></p><div id='confirm' hidden><p>"
+            + _("We recognised you and you confirmed on the camera. Withdraw your consent now?") + "</p>"
             + form("/forget/confirm", csrf, "<button type='submit' class='danger' id='confirm-button'>"
                    + _("Yes, forget me") + "</button>") + "</div>")
-    texts = {"timeout": _("You were not recognised. Use your revocation code, or ask staff.")}
+    texts = {"looking": _("Looking for you…"), "checking": _("Hold still…"), "confirm": _("{action} to confirm")}
     return layout(_("Forget me"), body, script="forget", texts=texts)
 
 
 FORGET_JS = POLL + """
+const HINTS={looking:T.looking,checking:T.checking,found:''};
 poll('/api/forget', s=>{const h=document.getElementById('hint');
- if(s.state==='found'){h.textContent='';document.getElementById('confirm').hidden=false;}
- else if(s.state==='timeout'){h.textContent=T.timeout;}}, 400);
+ if(s.state==='challenge'){h.textContent=T.confirm.replace('{action}',s.prompt);}
+ else if(s.state in HINTS){h.textContent=HINTS[s.state];}
+ document.getElementById('confirm').hidden=s.state!=='found';
+ if(s.state==='failed'||s.state==='timeout'){h.textContent='';
+  const w=document.getElementById('why');w.textContent=s.message;w.hidden=false;
+  document.getElementById('again').hidden=false;}}, 400);
 """
 SCRIPTS = {"kiosk": KIOSK_JS, "capture": CAPTURE_JS, "forget": FORGET_JS}
 

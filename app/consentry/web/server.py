@@ -20,17 +20,40 @@ import segno
 
 from ..config import Settings
 from ..errors import ConsentryError, SubjectNotFound
+from ..forget import MESSAGES, Withdrawal
 from . import mydata, pages
 from .auth import ENROL_UNLOCK_S, SESSION_COOKIE, Busy, Session, Sessions, verify_secret
 from .http import Response, WebServer, wsgi_app
 from .i18n import N_, _, current
-from .state import BUSY, Capture, Forget, KioskState
+from .state import BUSY, Capture, KioskState
 
 log = logging.getLogger(__name__)
 __all__ = ["WebApp", "WebServer"]
-# Messages made outside web/ that the pages show (decide/challenge.PROMPTS, the capture's
-# failure), marked here so the catalogue has them; they are translated when sent.
-ELSEWHERE = (N_("Turn your head to your left"), N_("Turn your head to your right"), N_("Blink"))
+# Messages made outside web/ that the pages show (decide/challenge.PROMPTS, forget.MESSAGES and
+# the kiosk prompt forget.py composes), marked here so the catalogue has them; they are translated
+# when sent. tests/test_i18n.py keeps this list in step with those modules.
+ELSEWHERE = (
+    N_("Turn your head to your left"), N_("Turn your head to your right"), N_("Blink"),
+    N_("Forget me: turn your head to your left to confirm"), N_("Forget me: turn your head to your right to confirm"),
+    N_("Forget me: blink to confirm"),
+    N_("The camera could not tell a live person from a photo or a screen."),
+    N_("The camera saw the edge of a photo or a screen around the face."),
+    N_("The face moved like a flat picture, not a head."),
+    N_("The camera's picture did not change at all, as with a still image."),
+    N_("The movement asked for on the screen was not seen in time."),
+    N_("Too many failed attempts for this person: use your revocation code, or ask staff."),
+    N_("The camera lost sight of you before it finished."),
+    N_("Someone else came into view: one person at a time, please."),
+    N_("The camera recognised a different person."),
+    N_("You were not recognised. Use your revocation code, or ask staff."),
+    N_("The checks did not finish in time."), N_("The withdrawal was not confirmed in time."),
+)
+
+
+def forget_message(f) -> str:
+    """Why a withdrawal by face ended, in the request's language ("" while it goes on)."""
+    f.view()  # brings its state up to date (a deadline may have passed)
+    return (_(MESSAGES.get(f.reason, "")) + " " + _("Nothing was changed.")).strip() if f.reason else ""
 
 
 def consent_dir(settings: Settings) -> Path:
@@ -246,7 +269,7 @@ class WebApp:
             if f is not None and f.owner != session.key and f.live():
                 return Response(pages.forget(session.csrf, _("Someone else is using the camera; try again soon.")),
                                 HTTPStatus.CONFLICT)
-            self.kiosk.forget = Forget(owner=session.key)
+            self.kiosk.forget = Withdrawal(owner=session.key)
         return Response(pages.forget_camera(session.csrf))
 
     def api_forget(self, session, form, client):
@@ -254,21 +277,26 @@ class WebApp:
             f = self.kiosk.forget
             if f is None or f.owner != session.key:
                 return Response({"state": "none"})
-            if f.state == "looking" and time.monotonic() > f.deadline:
-                f.state = "timeout"
-            return Response({"state": f.state})
+            view = f.view()
+            return Response({**view, "prompt": view["prompt"] and _(view["prompt"]), "message": forget_message(f)})
 
     def forget_confirm(self, session, form, client):
-        """Revoke only if this session's withdrawal found one subject and that same subject is
-        still the only face in view right now."""
+        """Revoke only if this session's withdrawal found one live subject who answered the
+        challenge on the kiosk screen, and that same track is still the only face in view."""
         with self.kiosk.lock:
             f = self.kiosk.forget
             if f is None or f.owner != session.key:
                 f = None
             else:
                 self.kiosk.forget = None
-        if f is None or not f.confirmable():
-            return Response(pages.forget(session.csrf, _("You were not recognised; nothing was changed.")))
+            confirmable = f is not None and f.confirmable()
+            why = forget_message(f) if f is not None else ""
+            state = f.state if f is not None else "none"
+        if not confirmable:
+            if not why:
+                why = (_("You were no longer in view; nothing was changed.") if state == "found" else
+                       _("You were not recognised, or did not yet confirm on the camera; nothing was changed."))
+            return Response(pages.forget(session.csrf, why))
         return Response(pages.receipt(self.vault.revoke(f.candidate, reason="withdrawn at the kiosk").as_json()))
 
     # -- staff ----------------------------------------------------------------------------
