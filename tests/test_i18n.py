@@ -51,7 +51,8 @@ def test_messages_made_elsewhere_are_marked():
     from consentry.forget import MESSAGES
 
     assert set(PROMPTS.values()) <= set(ELSEWHERE)
-    assert {f"Forget me: {a.lower()} to confirm" for a in PROMPTS.values()} <= set(ELSEWHERE)  # forget.py's
+    for head in ("Forget me", "Show my data"):  # the prompts forget.py composes
+        assert {f"{head}: {a.lower()} to confirm" for a in PROMPTS.values()} <= set(ELSEWHERE)
     assert set(MESSAGES.values()) <= set(ELSEWHERE)
     assert set(ADVICE.values()) <= source_messages()
 
@@ -144,6 +145,7 @@ def every_page() -> dict[str, str]:
         "capture": pages.enroll_capture(5), "done": pages.enroll_done("ABCD-EFGH", "<svg></svg>"),
         "message": pages.message(i18n._("Busy"), i18n._("Another enrolment is in progress.")),
         "forget": pages.forget("c", i18n._("That code is not valid.")), "forget-camera": pages.forget_camera("c"),
+        "mydata-camera": pages.forget_camera("c", show=True),
         "receipt": pages.receipt({"subject": "s-1", "time": "t", "reason": "r", "destroyed": {}, "audit_hash": "h"}),
         "login": pages.admin_login("c", i18n._("Wrong password.")),
         "dashboard": pages.admin_dashboard(

@@ -163,3 +163,48 @@ def test_the_page_shows_my_record_and_nothing_of_anyone_else(store, tmp_path):
     raw[raw.index(b"de", raw.index(b'"language"'))] = ord("D")
     saved.write_bytes(bytes(raw))
     assert main(["--home", str(home), "audit", "verify-receipt", str(saved)]) == 1
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+def test_by_face_the_checks_of_a_withdrawal_show_the_record_and_never_revoke(store):
+    """The loop's part (one track, liveness, the challenge: tests/test_forget_camera.py) is played
+    here by setting the session's Withdrawal to found, as forget.py does when the checks pass."""
+    import time
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    home, vault, a, b, codes = store
+    kiosk = KioskState()
+    web = WebServer(WebApp(Settings(), kiosk, vault).wsgi, "127.0.0.1", 0)
+    web.start()
+
+    def found(subject):
+        with kiosk.lock:
+            f = kiosk.forget
+            f.state, f.candidate, f.seen_at = "found", subject, time.monotonic()
+        return f
+
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+            page = browser.new_context(base_url=web.url, locale="es-ES").new_page()
+            page.goto("/mydata")
+            page.click("#use-camera")
+            sync_api.expect(page.locator("h1")).to_have_text("Mire a la cámara")
+            assert kiosk.forget.purpose == "show"
+            found(a)
+            sync_api.expect(page.locator("#confirm")).to_be_visible(timeout=10000)
+            csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+            refused = page.request.post("/forget/confirm", form={"csrf": csrf})  # a "show me" is no withdrawal
+            assert refused.ok and "receipt" not in refused.text() and len(vault.subjects()) == 2
+            page.click("#confirm-button")
+            sync_api.expect(page.locator("h1")).to_have_text("Lo que guardamos sobre usted")
+            assert page.inner_text("#r-subject").endswith(a) and b not in page.content()
+            assert kiosk.forget is None and len(vault.subjects()) == 2
+            page.goto("/forget")  # and a withdrawal's checks do not show a record
+            page.click("#use-camera")
+            found(a)
+            shown = page.request.post("/mydata/confirm", form={"csrf": csrf})
+            assert a not in shown.text() and "r-subject" not in shown.text()
+            browser.close()
+    finally:
+        web.close()

@@ -1,4 +1,6 @@
-"""The "What do you hold about me?" page: with their revocation code a person sees their own
+"""The "What do you hold about me?" page: with their revocation code, or by face (the checks of
+a withdrawal by face, forget.py, with ``purpose="show"``: confirming shows, never revokes), a
+person sees their own
 consent record (the text they read, its language and hash, date, purposes, expiry,
 retention), how many templates are held, their own audit entries, and can download a receipt
 signed with the device's audit key (``consentry audit verify-receipt FILE``).
@@ -52,6 +54,9 @@ def ask(csrf: str, error: str = "") -> str:
             + pages.form("/mydata/code", csrf, "<label>" + _("Revocation code") + " <input name='code' id='code' "
                          "autocomplete='off' required></label><button type='submit' id='show'>"
                          + _("Show what you hold") + "</button>")
+            + "<p>" + _("No code? Look at the camera instead:") + "</p>"
+            + pages.form("/mydata/camera", csrf, "<button type='submit' class='secondary' id='use-camera'>"
+                         + _("Use the camera") + "</button>")
             + "<p><a href='/forget'>" + _("Forget me") + "</a></p>")
     return pages.layout(_("What do you hold about me?"), body)
 
@@ -104,9 +109,48 @@ def mydata(app, session, form, client):
     return Response(ask(session.csrf))
 
 
-def mydata_code(app, session, form, client):
-    from ..vault.disclosure import receipt, subject_by_code, subject_record
+def _show(app, subject: str) -> Response:
+    from ..vault.disclosure import receipt, subject_record
     from .server import consent_dir
+
+    record = subject_record(app.vault, subject)
+    signed = receipt(app.vault, record)
+    return Response(record_page(record.as_json(), signed, published_text(consent_dir(app.settings),
+                                                                         record.consent.sha256)))
+
+
+def mydata_camera(app, session, form, client):
+    """By face: the same checks as a withdrawal by face (forget.py: one track alone in view, the
+    door's liveness, a challenge on the screen, bound to this session), then the record."""
+    from ..forget import Withdrawal
+
+    with app.kiosk.lock:
+        f = app.kiosk.forget
+        if f is not None and f.owner != session.key and f.live():
+            return Response(ask(session.csrf, _("Someone else is using the camera; try again soon.")),
+                            HTTPStatus.CONFLICT)
+        app.kiosk.forget = Withdrawal(owner=session.key, purpose="show")
+    return Response(pages.forget_camera(session.csrf, show=True))
+
+
+def mydata_confirm(app, session, form, client):
+    from .server import forget_message
+
+    with app.kiosk.lock:
+        f = app.kiosk.forget
+        if f is None or f.owner != session.key or f.purpose != "show":
+            f = None
+        else:
+            app.kiosk.forget = None
+        found = f is not None and f.confirmable() and app.vault is not None
+        why = forget_message(f) if f is not None else ""
+    if not found:
+        return Response(ask(session.csrf, why or _("You were not recognised, or did not yet confirm on the camera.")))
+    return _show(app, f.candidate)
+
+
+def mydata_code(app, session, form, client):
+    from ..vault.disclosure import subject_by_code
 
     if not app.sessions.attempt(client, "code"):
         return Response(ask(session.csrf, _("Too many attempts; wait a few minutes.")), HTTPStatus.TOO_MANY_REQUESTS,
@@ -118,10 +162,8 @@ def mydata_code(app, session, form, client):
     except SubjectNotFound:
         return Response(ask(session.csrf, _("That code is not valid.")), HTTPStatus.NOT_FOUND)
     app.sessions.succeeded(client, "code")
-    record = subject_record(app.vault, subject)
-    signed = receipt(app.vault, record)
-    return Response(record_page(record.as_json(), signed, published_text(consent_dir(app.settings),
-                                                                         record.consent.sha256)))
+    return _show(app, subject)
 
 
-ROUTES = {("GET", "/mydata"): mydata, ("POST", "/mydata/code"): mydata_code}
+ROUTES = {("GET", "/mydata"): mydata, ("POST", "/mydata/code"): mydata_code, ("POST", "/mydata/camera"): mydata_camera,
+          ("POST", "/mydata/confirm"): mydata_confirm}

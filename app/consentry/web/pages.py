@@ -221,18 +221,25 @@ def forget(csrf: str, error: str = "") -> str:
     return layout(_("Forget me"), body)
 
 
-def forget_camera(csrf: str) -> str:
-    body = ("<h1>" + _("Look at the camera") + "</h1><p>"
-            + _("Alone, please. To show that it is you, in person, who wants to be forgotten, the screen will ask "
-                "you to blink or to turn your head.") + "</p>"
+def forget_camera(csrf: str, *, show: bool = False) -> str:
+    """Withdrawal by face, or (``show``) the same checks to see one's own record (web/mydata.py)."""
+    why = (_("Alone, please. To show that it is you, in person, who wants to see what we hold, the screen will "
+             "ask you to blink or to turn your head.") if show else
+           _("Alone, please. To show that it is you, in person, who wants to be forgotten, the screen will ask "
+             "you to blink or to turn your head."))
+    confirm = (form("/mydata/confirm", csrf, "<button type='submit' id='confirm-button'>" + _("Show what you hold")
+                    + "</button>") if show else
+               form("/forget/confirm", csrf, "<button type='submit' class='danger' id='confirm-button'>"
+                    + _("Yes, forget me") + "</button>"))
+    question = (_("We recognised you and you confirmed on the camera. See what we hold about you?") if show else
+                _("We recognised you and you confirmed on the camera. Withdraw your consent now?"))
+    body = ("<h1>" + _("Look at the camera") + f"</h1><p>{escape(why)}</p>"
             "<div id='hint' class='hint' role='status'>" + _("Looking for you…") + "</div>"
-            "<p id='why' class='error' hidden></p><p id='again' hidden><a class='button' href='/forget'>"
-            + _("Start again") + "</a></p><div id='confirm' hidden><p>"
-            + _("We recognised you and you confirmed on the camera. Withdraw your consent now?") + "</p>"
-            + form("/forget/confirm", csrf, "<button type='submit' class='danger' id='confirm-button'>"
-                   + _("Yes, forget me") + "</button>") + "</div>")
+            "<p id='why' class='error' hidden></p><p id='again' hidden><a class='button' "
+            + ("href='/mydata'>" if show else "href='/forget'>")
+            + _("Start again") + f"</a></p><div id='confirm' hidden><p>{escape(question)}</p>{confirm}</div>")
     texts = {"looking": _("Looking for you…"), "checking": _("Hold still…"), "confirm": _("{action} to confirm")}
-    return layout(_("Forget me"), body, script="forget", texts=texts)
+    return layout(_("What do you hold about me?") if show else _("Forget me"), body, script="forget", texts=texts)
 
 
 FORGET_JS = POLL + """

@@ -35,7 +35,8 @@ __all__ = ["WebApp", "WebServer"]
 ELSEWHERE = (
     N_("Turn your head to your left"), N_("Turn your head to your right"), N_("Blink"),
     N_("Forget me: turn your head to your left to confirm"), N_("Forget me: turn your head to your right to confirm"),
-    N_("Forget me: blink to confirm"),
+    N_("Forget me: blink to confirm"), N_("Show my data: turn your head to your left to confirm"),
+    N_("Show my data: turn your head to your right to confirm"), N_("Show my data: blink to confirm"),
     N_("The camera could not tell a live person from a photo or a screen."),
     N_("The camera saw the edge of a photo or a screen around the face."),
     N_("The face moved like a flat picture, not a head."),
@@ -285,7 +286,7 @@ class WebApp:
         challenge on the kiosk screen, and that same track is still the only face in view."""
         with self.kiosk.lock:
             f = self.kiosk.forget
-            if f is None or f.owner != session.key:
+            if f is None or f.owner != session.key or f.purpose != "forget":  # a "show me" never revokes
                 f = None
             else:
                 self.kiosk.forget = None
