@@ -51,9 +51,11 @@ def test_the_record_keeps_the_language_and_subjects_show_prints_it(store, capsys
     home, vault, a, b, _ = store
     german = ConsentText.load(CONSENT / "door.de.txt")
     assert german.language == "de" and german.consent_id == ConsentText.load(CONSENT / "door.txt").consent_id
+    vault.add_door_template(b, vectors(9, 1)[0], MODEL, keep=3)  # B's, not A's
     mine = subject_record(vault, a)
     assert (mine.consent.language, mine.consent.sha256, mine.templates) == ("de", german.sha256, 3)
     assert [e["kind"] for e in mine.entries] == ["access", "enrol"]  # only A's own, newest first
+    assert mine.door_templates == 0 and subject_record(vault, b).door_templates == 1
     assert subject_record(vault, b).consent.language == "en"
     assert main(["--home", str(home), "subjects", "show", a]) == 0
     out = capsys.readouterr().out

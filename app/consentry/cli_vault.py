@@ -202,7 +202,8 @@ def cmd_subjects_show(args: argparse.Namespace, settings: Settings) -> int:
         f"subject    {record['subject']}", f"consent    {c['id']} version {c['version']}, language {c['language']}",
         f"sha256     {c['sha256']}", f"given      {c['given_at']} ({c['method']}, witnessed by {c['witnessed_by']})",
         f"purposes   {', '.join(c['purposes'])}; {c['age_statement']}; retention {c['retention_days']} days",
-        f"templates  {record['templates']}", f"enrolled   {record['created']}",
+        f"templates  {record['templates']} (and {record['door_templates']} learned at this door)",
+        f"enrolled   {record['created']}",
         f"last seen  {record['last_seen'] or '-'}", f"expires    {record['expires']}"]))
     return 0
 

@@ -30,6 +30,7 @@ class ReceiptInvalid(ConsentryError):
 @dataclass(frozen=True)
 class SubjectRecord:
     """One subject's own data as shown to them. Dates ISO 8601 UTC; ``templates``: a count;
+    ``door_templates``: how many the door learned after live grants (vault/door_templates.py);
     ``entries``: their audit entries, newest first, as {seq, ts, kind, detail}."""
 
     subject: str
@@ -39,11 +40,12 @@ class SubjectRecord:
     expires: str
     templates: int
     entries: tuple[dict, ...]
+    door_templates: int = 0
 
     def as_json(self) -> dict:
         c = self.consent
         return {"subject": self.subject, "created": self.created, "last_seen": self.last_seen,
-                "expires": self.expires, "templates": self.templates,
+                "expires": self.expires, "templates": self.templates, "door_templates": self.door_templates,
                 "consent": {"id": c.consent_id, "version": c.version, "language": c.language, "sha256": c.sha256,
                             "given_at": c.given_at, "method": c.method, "witnessed_by": c.witnessed_by,
                             "purposes": list(c.purposes), "retention_days": c.retention_days,
@@ -74,6 +76,7 @@ def subject_record(vault, subject: str) -> SubjectRecord:
         if not vault._signer.intact(subject, row[-1]):
             raise ConsentryError(f"the record of {subject} fails its integrity check; ask staff")
         templates = vault._conn.execute("SELECT count(*) FROM templates WHERE subject_id=?", (subject,)).fetchone()[0]
+        door = vault._conn.execute("SELECT count(*) FROM door_templates WHERE subject_id=?", (subject,)).fetchone()[0]
         own = vault._conn.execute("SELECT seq, ts, kind, detail FROM audit WHERE subject=? ORDER BY seq DESC LIMIT ?",
                                   (subject, OWN_ENTRIES)).fetchall()
     (cid, version, sha, given, method, witness, days, age, purposes, opt_in, lang, greet, created, seen, _mac) = row
@@ -81,7 +84,7 @@ def subject_record(vault, subject: str) -> SubjectRecord:
                             bool(opt_in), lang or "en", bool(greet))
     entries = tuple({"seq": s, "ts": t, "kind": k, "detail": json.loads(d)} for s, t, k, d in own)
     expires = vault._expiry(given, seen or created, int(days)).isoformat()
-    return SubjectRecord(subject, consent, created, seen, expires, int(templates), entries)
+    return SubjectRecord(subject, consent, created, seen, expires, int(templates), entries, int(door))
 
 
 def greeting_name(vault, subject: str) -> str | None:

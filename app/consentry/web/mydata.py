@@ -27,7 +27,8 @@ from .i18n import LANGUAGES, N_, _
 log = logging.getLogger(__name__)
 
 KINDS = {"enrol": N_("Enrolled"), "access": N_("Recognised"), "data_shown": N_("You viewed this record"),
-         "names_shown": N_("Names shown to staff")}
+         "door_template": N_("The door kept templates made at this door"),
+         "site_record_refused": N_("A record about you from the site was refused")}
 DECISIONS = {"granted": N_("door opened"), "verified": N_("verified at the checkout"), "match": N_("matched")}
 AGE = {"adult": N_("an adult, for themselves"), "guardian": N_("a guardian, for a minor")}
 PURPOSES = {"door": N_("Opening this door"), "checkout": N_("Verifying me at the checkout")}
@@ -81,6 +82,7 @@ def record_page(record: dict, receipt: dict, text: str | None) -> str:
              ident="r-retention"),
         _row(_("Deleted at the latest on"), record["expires"][:10], ident="r-expires"),
         _row(_("Face templates held"), str(record["templates"]), ident="r-templates"),
+        _row(_("Templates learned at this door"), str(record.get("door_templates", 0)), ident="r-door-templates"),
         _row(_("Photos or videos held"), _("None")),
         _row(_("Greeted by first name at the kiosk"), _("Yes") if c.get("greeting") else _("No"), ident="r-greeting"),
     ])
