@@ -132,6 +132,7 @@ def test_the_language_switch_needs_no_session_and_sticks(browser, server):
     assert page.get_attribute("html", "lang") == "es"
     page.click("footer a[href='/privacy']")  # the cookie keeps it, whatever the browser asks for
     sync_api.expect(page.locator("h1")).to_have_text("Privacidad")
+    assert page.request.get("/forget").headers["content-language"] == "es"
     cookie = next(c for c in context.cookies() if c["name"] == "consentry_lang")
     assert cookie["value"] == "es" and cookie["sameSite"] == "Strict"
     context.close()

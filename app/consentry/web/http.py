@@ -106,7 +106,7 @@ def wsgi_app(handle: Handler, plain: Callable[[str, str], str]):
                     log.exception("%s %s failed", method, path)
                     response = Response(plain(_("Something went wrong"), _("The request could not be handled.")),
                                         HTTPStatus.INTERNAL_SERVER_ERROR)
-        headers = [("Content-Type", response.content_type), *SECURITY_HEADERS,
+        headers = [("Content-Type", response.content_type), ("Content-Language", i18n.current()), *SECURITY_HEADERS,
                    *response.headers.items(), ("Content-Length", str(len(response.body)))]
         if set_cookie and "Set-Cookie" not in response.headers:
             headers.append(("Set-Cookie", set_cookie))
