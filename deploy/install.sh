@@ -65,7 +65,7 @@ if [ "$secrets_only" = 1 ]; then secrets; exit 0; fi
 # Raspberry Pi OS has picamera2 and the kiosk's chromium; plain Debian (the arm64 proof in
 # `make pi-check`) has no python3-picamera2, and the camera then falls back to OpenCV (V4L2).
 packages="python3-venv python3-numpy python3-opencv python3-cryptography python3-gpiozero python3-argon2 \
-  python3-pil python3-waitress python3-babel mosquitto mosquitto-clients curl passwd"
+  python3-pil python3-waitress python3-serial python3-babel mosquitto mosquitto-clients curl passwd"
 in_archive() { [ "$dry" = 1 ] || apt-cache show "$1" >/dev/null 2>&1; }
 run apt-get update
 if in_archive python3-picamera2; then packages="$packages python3-picamera2"
@@ -78,7 +78,8 @@ run apt-get install -y --no-install-recommends $packages
 
 run sh -c "getent group gpio >/dev/null || groupadd --system gpio"  # Raspberry Pi OS has it; Debian does not
 run id consentry || run useradd --system --home /var/lib/consentry --shell /usr/sbin/nologin \
-  --groups video,gpio consentry
+  --groups video,gpio,dialout consentry
+run usermod -a -G dialout consentry  # an OSDP panel's serial port (docs/panel.md); idempotent
 if [ ! -x "$root/opt/consentry/.venv/bin/python" ]; then
   run python3 -m venv --system-site-packages /opt/consentry/.venv
 fi
@@ -90,7 +91,8 @@ run /opt/consentry/.venv/bin/pip install --no-deps "$src"
 # gpiozero and argon2-cffi come from apt where apt's are new enough (Raspberry Pi OS); Debian
 # trixie's python3-gpiozero 1.6.2 and python3-argon2 21.1 are older than the code needs.
 run /opt/consentry/.venv/bin/pip install -c /opt/consentry/constraints.txt "ai-edge-litert>=1.2" \
-  "paho-mqtt>=2.0" "pydantic>=2.6" "segno>=1.6" "gpiozero>=2.0" "argon2-cffi>=23.1"
+  "paho-mqtt>=2.0" "pydantic>=2.6" "segno>=1.6" "gpiozero>=2.0" "argon2-cffi>=23.1" \
+  "libosdp>=3.2.9"  # the OSDP reader (docs/panel.md); manylinux aarch64 wheels
 
 # Every file the manifest names (models and the shape predictor's .npz alike), so the install
 # can never pass its own `consentry models` check with a file missing.

@@ -20,6 +20,17 @@ def test_frame_bench_reports_every_stage(tmp_path, capsys):
             "detect_no_face"} <= result["stages"].keys()
     assert result["search"]["gallery_size"] == 1000 and result["peak_rss_mb"] > 0
     assert "ratio_vs_face_recognition" not in result
+    macs = result["macs"]
+    assert 260 < macs["models"]["dlib_resnet_v1_int8"]["mmac"] < 280  # the model card's ~271 M multiply-adds
+    assert macs["models"]["dlib_resnet_v1_int8"]["invokes_per_face"] == 2  # chip and mirror
+    assert 0 <= macs["pipeline_share"] < 1 and macs["frame_over_models"] >= 1
+
+
+def test_macs_are_read_from_the_flatbuffer(manifest):
+    from consentry.evaluate.macs import model_macs
+
+    detector = model_macs(manifest.get("blazeface_short_range").path)
+    assert set(detector["by_op"]) == {"CONV_2D", "DEPTHWISE_CONV_2D"} and 25e6 < detector["macs"] < 40e6
 
 
 def test_pipeline_comparison_times_both_modes_on_the_same_clip(faces_dir):

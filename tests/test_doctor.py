@@ -57,7 +57,7 @@ def by_name(checks) -> dict:
 def test_a_healthy_pi_passes_every_check_and_the_relay_follows(home):
     checks = doctor(home).run()
     assert [c.name for c in checks] == ["camera", "models", "runtime", "key", "vault", "broker", "clock", "disk",
-                                        "temperature", "throttling", "gpio"]
+                                        "temperature", "throttling", "gpio", "panel"]
     assert {c.name: c.status for c in checks if c.status != "pass"} == {}
     found = by_name(checks)
     assert "640x480" in found["camera"].detail and "48.3 °C" in found["temperature"].detail

@@ -208,7 +208,7 @@ def test_a_door_that_cannot_confirm_the_site_state_stops_granting_and_says_why()
     class Lock:
         pulses = 0
 
-        def unlock(self, seconds):
+        def unlock(self, seconds, subject=None):
             self.pulses += 1
 
     events = []

@@ -140,7 +140,7 @@ def every_page() -> dict[str, str]:
                           "identify_opt_in": False}}
     return {
         "kiosk": pages.kiosk(), "unlock": pages.enroll_unlock("c", i18n._("Wrong PIN.")),
-        "details": pages.enroll_details("c", i18n._("Please fill in every field.")),
+        "details": pages.enroll_details("c", i18n._("Please fill in every field."), card=True),
         "consent": pages.enroll_consent("c", "(the consent text)", 365, "en"),
         "capture": pages.enroll_capture(5), "done": pages.enroll_done("ABCD-EFGH", "<svg></svg>"),
         "message": pages.message(i18n._("Busy"), i18n._("Another enrolment is in progress.")),

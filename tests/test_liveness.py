@@ -127,7 +127,7 @@ class Relay:
     def __init__(self) -> None:
         self.pulses = 0
 
-    def unlock(self, seconds: float) -> None:
+    def unlock(self, seconds: float, subject: str | None = None) -> None:
         self.pulses += 1
 
 

@@ -2,7 +2,7 @@
 record (the German text they read, its hash, purposes, retention, expiry), their template
 count and their own audit entries — and nothing of the other subject; the downloaded receipt
 verifies with `consentry audit verify-receipt` and fails once a byte is changed. Also the
-consent record's language in the store (schema 6) and `consentry subjects show`."""
+consent record's language in the store (schema 7) and `consentry subjects show`."""
 
 from __future__ import annotations
 
@@ -73,18 +73,18 @@ def test_every_shipped_consent_text_exists_in_every_language(lang):
         assert len(other.text.split("\n\n")) == len(english.text.split("\n\n")), "a paragraph is missing"
 
 
-def test_a_schema_5_row_migrates_intact_as_english(tmp_path):
+def test_a_schema_6_row_migrates_intact_as_english(tmp_path):
     home = tmp_path / "home"
     KeyFile(home / "master.key").create()
     with Vault(home, KeyFile(home / "master.key"), create=True) as v:
         sid = v.enroll("Old Record", record(ConsentText.load(CONSENT / "door.txt")), vectors(3), MODEL)
-        with v._txn():  # what a schema-5 store signed: no language or greeting column
+        with v._txn():  # what a schema-6 store signed: no language or greeting column
             v._conn.execute("UPDATE subjects SET consent_language=NULL, greeting=NULL WHERE id=?", (sid,))
             v._signer.sign(sid)
     conn = sqlite3.connect(home / "consentry.db")
     conn.executescript("ALTER TABLE subjects DROP COLUMN consent_language; "
                        "ALTER TABLE subjects DROP COLUMN greeting; "
-                       "UPDATE meta SET value = 5 WHERE key = 'schema_version';")
+                       "UPDATE meta SET value = 6 WHERE key = 'schema_version';")
     conn.close()
     with Vault(home, KeyFile(home / "master.key")) as v:
         assert [s.intact for s in v.subjects()] == [True]

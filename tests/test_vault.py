@@ -282,7 +282,9 @@ def test_a_schema_1_store_is_migrated_and_keeps_its_subjects(tmp_path, keyfile):
     with Vault(home, keyfile, create=True) as v:
         sid = v.enroll(NAME, consent(), vectors(70), MODEL)
     conn = sqlite3.connect(home / DB_NAME)  # turn it back into what schema 1 looked like
-    conn.executescript("DROP INDEX subjects_revocation; ALTER TABLE subjects DROP COLUMN revocation_tag; "
+    conn.executescript("DROP INDEX subjects_card; ALTER TABLE subjects DROP COLUMN card_ct; "
+                       "ALTER TABLE subjects DROP COLUMN card_tag; "
+                       "DROP INDEX subjects_revocation; ALTER TABLE subjects DROP COLUMN revocation_tag; "
                        "DROP TABLE credentials; DROP TABLE commands; DROP TABLE fleet; DROP TABLE fleet_doors; "
                        "DROP TABLE door_templates; "
                        "ALTER TABLE subjects DROP COLUMN row_mac; ALTER TABLE subjects DROP COLUMN consent_language; "

@@ -239,7 +239,7 @@ def test_a_track_the_detector_misses_for_a_frame_is_reported_once():
     events: list = []
 
     class Door:
-        def unlock(self, seconds: float) -> None:
+        def unlock(self, seconds: float, subject: str | None = None) -> None:
             raise AssertionError("a stranger must never unlock")
 
     policy = DoorPolicy(DoorConfig(), Door(), lambda topic, payload: events.append(payload))

@@ -38,6 +38,7 @@ from .errors import (
 )
 from .match import Gallery, gallery_from_vault, policy_from_config
 from .notify import Notifier
+from .panel import live_check, open_output, panel_health
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class Appliance:
     def start(self) -> None:
         s = self.settings
         self._open_vault()
+        self._start_output()
         self.recognizer = recognizer_from_settings(s)
         self._closers.append(self.recognizer.tracker.close)
         model = self.recognizer.tracker.pipeline.embedder.name
@@ -198,7 +200,7 @@ class Appliance:
                 "camera": self.camera.status, "broker": link, "profile": self.settings.profile,
                 "liveness": self._liveness_status(),
                 "enrolled for this profile": len(self.gallery.subjects),
-                **({"site": self.fleet.status()} if self.fleet is not None else {})}
+                **({"site": self.fleet.status()} if self.fleet is not None else {}), **panel_health(self)}
 
     def checks(self) -> list:
         """`consentry doctor`'s checks for the staff page, from inside the running appliance: the
@@ -210,7 +212,7 @@ class Appliance:
         live = [Check("camera", "pass" if camera == "ok" else "fail", f"{camera}, {self.fps():.1f} fps",
                       "" if camera == "ok" else "see `consentry doctor` with the service stopped")]
         doctor = Doctor(self.settings, self._home, thorough=False)  # hashed at start; re-read if changed
-        return live + doctor.run(skip=frozenset({"camera", "gpio", "key"}))
+        return live + live_check(self) + doctor.run(skip=frozenset({"camera", "gpio", "key", "panel"}))
 
     def _liveness_status(self) -> str:
         cfg = self.settings.liveness
@@ -221,16 +223,7 @@ class Appliance:
     def _start_profile(self, model: str) -> None:
         s = self.settings
         if s.profile == "door":
-            from .io.door import Door, pin_factory
-
-            factory = self._pin_factory or pin_factory(s.door.pin_factory)
-            try:
-                self.door = Door(s.door, factory, listener=self._door_event)
-            except ConfigError as exc:
-                self.out(f"{exc}: simulating the door")
-                self.door = Door(s.door, pin_factory("mock"), listener=self._door_event)
-            self._closers.append(self.door.close)
-            self.bus.publish_state("state/lock", "locked")
+            self._start_output(relay=True)
             self.policy = DoorPolicy(s.door, self.door, self._publish, on_grant=self._seen,
                                      on_unknown=self._count_unknown, liveness=self._liveness(),
                                      on_prompt=lambda track, prompt: self.withdrawal.door_prompt(prompt),
@@ -243,6 +236,14 @@ class Appliance:
             self.policy = CheckoutPolicy(s.checkout, self.gallery, self._publish, identify_gallery=identify,
                                          on_verified=self._seen, liveness=self._liveness(),
                                          gate=self.fleet.verdict if self.fleet is not None else None)
+
+    def _start_output(self, relay: bool = False) -> None:  # a panel's first: it gives up on a silent reader
+        if self.settings.profile == "door" and (self.settings.panel.kind == "relay") == relay:
+            self.door = open_output(self.settings, self.vault, self._pin_factory, self._door_event, self.out,
+                                    lambda *what: self.kiosk.panel_feedback(*what))
+            self._closers.append(self.door.close)
+            if relay:  # with a panel the lock's state is the panel's to report
+                self.bus.publish_state("state/lock", "locked")
 
     def _liveness(self):
         """The liveness gate for either profile (None when ``liveness.mode`` is off, with a warning)."""
@@ -303,7 +304,7 @@ class Appliance:
                 results = self.recognizer.step(frame)
                 seen = self.recognizer.tracker.observed_frame  # detect-ahead: the previous frame's copy
                 self.policy.handle(results, (time.perf_counter() - start) * 1000.0, seen if seen is not None else frame,
-                                   alive=set(self.recognizer.tracker.tracks))
+                                   alive=self.recognizer.tracker.tracks.keys())
                 self.kiosk.advise(results, frame.shape)
                 self.withdrawal.observe(results, self.recognizer.tracker, frame)
             elif self.withdrawal.waiting():

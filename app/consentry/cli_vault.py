@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from . import cli_panel
 from .config import Settings
 from .errors import ConfigError, TemplateIntegrityError
 
@@ -83,6 +84,7 @@ def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
         print("consent declined: nothing was captured or stored")
         return 1
     consent.validate()
+    card = cli_panel.card_from_args(args.card, args.facility, settings) if args.card is not None else None
     with _vault(args, settings, create=True) as vault, \
             pipeline_from_config(settings.vision, settings.quality) as pipeline:
         vectors, rejected = enrolment_templates(pipeline, [Path(p) for p in args.images])
@@ -95,7 +97,7 @@ def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
         if not vectors:
             raise ConfigError("no image had exactly one good face; nothing was stored")
         try:
-            subject = vault.enroll(args.name, consent, vectors, pipeline.embedder.name)
+            subject = vault.enroll(args.name, consent, vectors, pipeline.embedder.name, card=card)
         finally:
             for v in vectors:
                 v.fill(0)
@@ -260,6 +262,7 @@ def add_commands(sub: argparse._SubParsersAction, wrap: Callable) -> None:
     sp.add_argument("--guardian", action="store_true", help="a guardian consented for a minor")
     sp.add_argument("--identify-opt-in", action="store_true", help="may be identified 1:N at a checkout")
     sp.add_argument("--yes", action="store_true", help="consent already confirmed; do not ask")
+    cli_panel.add_card_arguments(sp)
     sp.add_argument("--video", help="a clip of the person alone: templates from frames spread over it (one face, "
                     "quality gates); nearer to what a door sees than photos")
     sp.add_argument("images", nargs="*")
@@ -271,6 +274,7 @@ def add_commands(sub: argparse._SubParsersAction, wrap: Callable) -> None:
     sp.add_argument("--reason", help="why names are shown (recorded in the audit log)")
     sp = add(subjects, "show", cmd_subjects_show, "one subject's consent record (text, language, hash)")
     sp.add_argument("subject")
+    cli_panel.add_commands(sub, subjects, wrap)
 
     sp = add(sub, "identify", cmd_identify, "who is in this image? (match or unknown per face)")
     sp.add_argument("--debug", action="store_true", help="also show an unknown face's box and quality reasons")

@@ -192,6 +192,56 @@ class DoorConfig(_Strict):
                                                   "the pins (used automatically with the demo source).")
 
 
+class PanelConfig(_Strict):
+    kind: Literal["relay", "osdp", "wiegand"] = Field(
+        "relay", description="What a grant drives: `relay`, this device's own lock relay ([door]); `osdp`, a card "
+        "read sent to an access-control panel as an OSDP reader (RS-485, Secure Channel); `wiegand`, the same card "
+        "frame as D0/D1 pulses. With a panel, the panel owns the lock, the contact and the exit button.")
+    port: str | None = Field(None, description="OSDP: serial device of the RS-485 line (a Pi UART with an RS-485 "
+                             "HAT such as /dev/ttyAMA0, a USB adapter /dev/ttyUSB0, or a pty).")
+    baud: Literal[9600, 19200, 38400, 57600, 115200, 230400] = Field(9600, description="OSDP line speed; "
+                                                                     "the panel's reader port setting.")
+    address: int = Field(0, ge=0, le=126, description="OSDP address of this reader on the panel's bus (0-126).")
+    card_format: Literal["h10301", "h10304", "raw"] = Field(
+        "h10301", description="Credential frame: `h10301` 26-bit (facility 0-255, card 0-65535), `h10304` 37-bit "
+        "(facility 0-65535, card 0-524287), `raw` (the card number in raw_bits bits, no parity).")
+    facility: int = Field(0, ge=0, le=65535, description="Facility (site) code sent with every card unless a "
+                          "subject's card names its own (`enroll --facility`).")
+    raw_bits: int = Field(32, ge=8, le=64, description="`raw` format: bits of the card number on the line.")
+    allow_plain: bool = Field(False, description="OSDP without Secure Channel (card numbers in clear on the "
+                              "wire; anyone on the bus can replay them). Off by default; when on, a warning is "
+                              "printed at start and shown on the health page.")
+    install_seconds: float = Field(300.0, gt=0, le=3600, description="`consentry panel key --install-mode`: how "
+                                   "long the reader accepts one KEYSET from the panel.")
+    send_within_seconds: float = Field(2.0, gt=0, le=30, description="A grant's card read waits at most this "
+                                       "long for the link to be up, and is withdrawn if the panel has not collected "
+                                       "it this long after: a grant is never delivered late.")
+    connect_wait_seconds: float = Field(5.0, ge=0, le=60, description="How long `consentry doctor` listens "
+                                        "for the panel to bring the OSDP link up.")
+    d0_pin: str = Field("GPIO5", description="Wiegand DATA0 output pin (gpiozero name; through an open-collector "
+                        "or level-shifting stage to the panel's 5 V input).")
+    d1_pin: str = Field("GPIO6", description="Wiegand DATA1 output pin.")
+    pulse_us: int = Field(50, ge=20, le=200, description="Wiegand pulse width, microseconds (panels expect 50-100).")
+    interval_us: int = Field(2000, ge=200, le=20000, description="Wiegand time from one pulse to the next, "
+                             "microseconds (panels expect 1000-2000).")
+    pulse_level: Literal["high", "low"] = Field("high", description="Wiegand: pin level during a pulse; `high` "
+                                                 "for the usual open-collector transistor stage (which pulls the "
+                                                 "panel's line low), `low` for a non-inverting level shifter.")
+    pulse_backend: Literal["auto", "lgpio", "mock"] = Field("auto", description="Wiegand pulse output: `lgpio` "
+                                                             "(Pi 4 and Pi 5), `mock` records the pulses; `auto` "
+                                                             "tries lgpio then the mock with a warning.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PanelConfig:
+        if self.kind == "osdp" and not self.port:
+            raise ValueError("panel.kind = \"osdp\" needs panel.port (the serial device of the RS-485 line)")
+        if self.card_format == "h10301" and self.facility > 255:
+            raise ValueError(f"panel.facility {self.facility} does not fit h10301 (0-255)")
+        if self.pulse_us * 2 > self.interval_us:
+            raise ValueError("panel.interval_us must be at least twice panel.pulse_us")
+        return self
+
+
 class LivenessConfig(_Strict):
     mode: Literal["passive", "challenge", "off"] = Field(
         "passive", description="`passive`: a matched face must pass the anti-spoofing networks and the rigid-plane "
@@ -280,6 +330,7 @@ class Settings(_Strict):
     profile: Literal["door", "checkout"] = Field("door", description="What the appliance does with decisions.")
     camera: CameraConfig = CameraConfig()
     door: DoorConfig = DoorConfig()
+    panel: PanelConfig = PanelConfig()
     liveness: LivenessConfig = LivenessConfig()
     checkout: CheckoutConfig = CheckoutConfig()
     mqtt: MqttConfig = MqttConfig()

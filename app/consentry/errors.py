@@ -84,3 +84,7 @@ class SubjectNotFound(ConsentryError, LookupError):
 
 class EvaluationError(ConsentryError, ValueError):
     """An evaluation cannot be computed from the data given (too few readable faces or pairs)."""
+
+
+class CardInUse(VaultError, ValueError):
+    """A panel credential (facility and card number) is already registered to another subject."""

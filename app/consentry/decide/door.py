@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class DoorPolicy:
         self.denials = 0
 
     def handle(self, results: list[TrackResult], latency_ms: float, frame: np.ndarray | None = None,
-               alive: set[int] | None = None) -> None:
+               alive: AbstractSet[int] | None = None) -> None:
         """``alive``: the tracker's live track ids. A track the detector missed in this frame is
         still alive (tracking.max_missed); its report and liveness state are kept until it ends."""
         live = alive if alive is not None else {r.track_id for r in results}
@@ -62,7 +63,7 @@ class DoorPolicy:
                 self.publish("event/access", messages.access_event("unknown", None, None, latency_ms, r.track_id))
                 self.on_unknown()
             self._reported[r.track_id] = (r.state, r.subject)
-        for gone in set(self._reported) - live:
+        for gone in self._reported.keys() - live:
             del self._reported[gone]
         for gone in self._prompting - live:
             self._prompt(gone, None)
@@ -106,7 +107,7 @@ class DoorPolicy:
 
     def _grant(self, r: TrackResult, latency_ms: float, liveness: str) -> None:
         self._last_grant[r.subject] = self.clock()
-        self.door.unlock(self.cfg.unlock_seconds)
+        self.door.unlock(self.cfg.unlock_seconds, subject=r.subject)  # a panel output sends that subject's card
         self.grants += 1
         self.publish("event/access", messages.access_event("granted", r.subject, r.distance, latency_ms, r.track_id,
                                                            liveness=liveness))

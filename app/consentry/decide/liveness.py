@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -215,9 +216,9 @@ class LivenessJudge:
         if cues is not None:
             cues.wipe()
 
-    def keep_only(self, live: set[int]) -> None:
+    def keep_only(self, live: AbstractSet[int]) -> None:
         """Drop the state of tracks that ended."""
-        for gone in set(self._tracks) - live:
+        for gone in self._tracks.keys() - live:
             self.forget(gone)
 
     @property
@@ -281,5 +282,5 @@ class LivenessGate:
                     subject, failures, self.judge.options.lockout_s))
         return verdict
 
-    def keep_only(self, live: set[int]) -> None:
+    def keep_only(self, live: AbstractSet[int]) -> None:
         self.judge.keep_only(live)

@@ -82,7 +82,7 @@ class Recognizer:
             for visit in self._visits.values():
                 visit.expire(now)  # every open visit, seen this frame or not: the budget is a hard bound
             results = [self._decide(obs, now) for obs in self.tracker.process(frame)]
-            for gone in set(self._visits) - set(self.tracker.tracks):
+            for gone in self._visits.keys() - self.tracker.tracks.keys():
                 self._visits.pop(gone).wipe()  # the track left: its descriptors go with it
             if self.hold is not None:
                 self.hold.keep_only(set(self.tracker.tracks))

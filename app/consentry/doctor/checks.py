@@ -71,7 +71,7 @@ class Doctor:
         checks = [("camera", self.camera), ("models", self.models), ("runtime", self.runtime),
                   ("key", self.key), ("vault", self.vault), ("broker", self.broker), ("clock", self.clock),
                   ("disk", self.disk), ("temperature", self.temperature), ("throttling", self.throttling),
-                  ("gpio", self.gpio)]
+                  ("gpio", self.gpio), ("panel", self.panel)]
         out = []
         for name, check in checks:
             if name in skip:
@@ -249,7 +249,16 @@ class Doctor:
     def gpio(self) -> Check:
         from .gpio import gpio_check
 
+        if self.settings.panel.kind != "relay":
+            return Check("gpio", "pass", f"no relay pins: the {self.settings.panel.kind} panel owns the lock, "
+                         "the contact and the exit button (see the panel check)")
         return gpio_check(self.settings.door, self.pin_factory, self.relay_test)
+
+
+    def panel(self) -> Check:
+        from ..panel.doctor import panel_check
+
+        return panel_check(self.settings, self.home)
 
 
 def throttle_flags(host: Host) -> int | None:

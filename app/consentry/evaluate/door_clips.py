@@ -26,7 +26,7 @@ from ..vision.pipeline import FacePipeline
 class _Door:
     """A door that only counts (the replay drives no relay)."""
 
-    def unlock(self, seconds: float) -> None:
+    def unlock(self, seconds: float, subject: str | None = None) -> None:
         pass
 
 

@@ -22,6 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import ConsentryError
+from ..panel.formats import Card
 from ..vault import crypto
 from ..vault.consent import ConsentRecord
 
@@ -142,11 +143,13 @@ class Record:
 @dataclass(frozen=True, eq=False)
 class Payload:
     """A subject's replicated contents: consent (``witnessed_by`` left out), the embedder
-    ``model`` and ``vectors`` (n, 128) float32 in the site's transform space."""
+    ``model`` and ``vectors`` (n, 128) float32 in the site's transform space; ``card``: the
+    subject's access-control panel credential, if any (docs/panel.md), sealed with the rest."""
 
     consent: ConsentRecord
     model: str
     vectors: np.ndarray
+    card: Card | None = None
 
     def seal(self, data_key: bytes, aad: str) -> bytes:
         c = self.consent
@@ -154,6 +157,8 @@ class Payload:
                 "method": c.method, "retention_days": c.retention_days, "age_statement": c.age_statement,
                 "purposes": list(c.purposes), "identify_opt_in": c.identify_opt_in, "model": self.model,
                 "n": int(self.vectors.shape[0])}
+        if self.card is not None:
+            head["card"] = [int(self.card.facility), int(self.card.number)]
         if not 1 <= self.vectors.shape[0] <= MAX_TEMPLATES:
             raise RecordRefused(f"a site record holds 1..{MAX_TEMPLATES} templates, not {self.vectors.shape[0]}")
         head_raw = canonical(head)
@@ -177,6 +182,12 @@ class Payload:
                                     int(head["retention_days"]), str(head["age_statement"]),
                                     tuple(str(p) for p in head["purposes"]), bool(head["identify_opt_in"]))
             model = str(head["model"])
+            card = None
+            if head.get("card") is not None:
+                facility, number = (int(v) for v in head["card"])
+                if not (0 <= facility < 1 << 32 and 0 <= number < 1 << 64):
+                    raise ValueError("card out of range")
+                card = Card(facility, number)
         except (ValueError, KeyError, TypeError):
             raise RecordRefused(f"payload of {record.subject} is malformed") from None
         if not sep or not 1 <= n <= MAX_TEMPLATES or len(vectors_raw) != n * crypto.DIM * 4:
@@ -185,7 +196,7 @@ class Payload:
         if not np.all(np.isfinite(vectors)):
             raise RecordRefused(f"payload of {record.subject} has non-finite templates")
         consent.validate()
-        return cls(consent, model, vectors)
+        return cls(consent, model, vectors, card)
 
 
 @dataclass(frozen=True)

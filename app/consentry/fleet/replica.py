@@ -253,7 +253,8 @@ class Replica:
         except ConsentryError as exc:
             self._refuse(str(exc), record.subject)
             return None
-        return ReplicaSubject(record.subject, record.seq, "", payload.consent, payload.vectors, payload.model)
+        return ReplicaSubject(record.subject, record.seq, "", payload.consent, payload.vectors, payload.model,
+                              payload.card)
 
     def _apply(self, revokes: list[tuple[str, int]], subjects: list[ReplicaSubject]) -> None:
         removed = self.store.apply_replicas(revokes, subjects)

@@ -357,7 +357,7 @@ def remove_door(site: Site, vault, model: str, door: str) -> int:
                 continue
             exported = vault.export_subject(subject, model)
             try:
-                yield subject, Payload(exported.consent, model, exported.vectors), digests[subject]
+                yield subject, Payload(exported.consent, model, exported.vectors, exported.card), digests[subject]
             finally:
                 exported.vectors.fill(0)
 
@@ -381,7 +381,7 @@ def sync_from_vault(site: Site, vault, model: str) -> tuple[int, int]:
             continue
         exported = vault.export_subject(subject, model)
         try:
-            site.enrol(subject, Payload(exported.consent, model, exported.vectors), digest)
+            site.enrol(subject, Payload(exported.consent, model, exported.vectors, exported.card), digest)
             issued += 1
         finally:
             exported.vectors.fill(0)

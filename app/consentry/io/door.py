@@ -67,8 +67,9 @@ class Door:
     def locked(self) -> bool:
         return not self.relay.value
 
-    def unlock(self, seconds: float, reason: str = "grant") -> None:
-        """Energise the relay for ``seconds``, then lock again (re-arming extends the pulse)."""
+    def unlock(self, seconds: float, reason: str = "grant", subject: str | None = None) -> None:
+        """Energise the relay for ``seconds``, then lock again (re-arming extends the pulse).
+        ``subject`` is for panel outputs (panel/), which send that subject's card instead."""
         with self._lock:
             if self._relock is not None:
                 self._relock.cancel()

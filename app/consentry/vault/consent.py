@@ -68,7 +68,7 @@ class ConsentRecord:
     age_statement: ``adult`` (the person declared they are an adult) or ``guardian`` (a
     guardian consented for a minor). identify_opt_in: may this subject be found 1:N at a
     checkout (claim-free); a door always searches 1:N among door subjects. language: the
-    language of the text the person read (a two-letter code; records older than schema 6: en).
+    language of the text the person read (a two-letter code; records older than schema 7: en).
     greeting: the person asked to be greeted by their first name on the kiosk screen.
     """
 

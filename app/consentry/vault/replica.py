@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SubjectNotFound, VaultError
+from ..errors import CardInUse, SubjectNotFound, TemplateIntegrityError, VaultError
+from ..panel.formats import Card
 from . import crypto
 from .aad import aad_template as _aad_template
 from .consent import ConsentRecord
@@ -28,7 +29,8 @@ SECRET_PREFIX = "secret:"
 class ReplicaSubject:
     """A subject as a door receives it from its site: pseudonymous id, the record's site-wide
     sequence number and digest, the consent record (no name; ``witnessed_by`` names the site),
-    and ``vectors`` (n, 128) float32 already in the site's transform space."""
+    and ``vectors`` (n, 128) float32 already in the site's transform space; ``card`` its panel
+    credential, if any."""
 
     subject: str
     seq: int
@@ -36,19 +38,21 @@ class ReplicaSubject:
     consent: ConsentRecord
     vectors: np.ndarray
     model: str
+    card: Card | None = None
 
 
 @dataclass(frozen=True)
 class ExportedSubject:
     """What a kiosk publishes about one of its subjects: the consent record (``witnessed_by``
     blanked), the template ids (for the digest) and ``vectors`` (n, 128) float32 in the
-    store's transform space. The caller zeroes ``vectors``."""
+    store's transform space, and the panel ``card`` if any. The caller zeroes ``vectors``."""
 
     subject: str
     consent: ConsentRecord
     template_ids: tuple[str, ...]
     vectors: np.ndarray
     model: str
+    card: Card | None = None
 
 
 class FleetRows:
@@ -123,13 +127,15 @@ class FleetRows:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT s.id, s.purposes, s.identify_opt_in, s.consent_id, s.consent_version, s.consent_given_at, "
-                "s.retention_days, s.row_mac, t.id FROM subjects s JOIN templates t ON t.subject_id = s.id "
-                "AND t.model = ? ORDER BY s.id, t.id", (model,)).fetchall()
+                "s.retention_days, s.row_mac, t.id, s.card_tag FROM subjects s JOIN templates t ON "
+                "t.subject_id = s.id AND t.model = ? ORDER BY s.id, t.id", (model,)).fetchall()
             intact = {sid for sid, mac in {(r[0], r[7]) for r in rows} if self._signer.intact(sid, mac)}
         parts: dict[str, list[str]] = {}
-        for sid, *fields, _mac, tid in rows:
+        for sid, *fields, _mac, tid, card_tag in rows:
             if sid in intact:
-                parts.setdefault(sid, [model, *map(str, fields)]).append(tid)
+                # a card joins the digest only when set: digests of subjects without one are unchanged
+                parts.setdefault(sid, [model, *map(str, fields)] + ([f"card:{card_tag}"] if card_tag else [])
+                                 ).append(tid)
         return {sid: hashlib.sha256("\0".join(p).encode()).hexdigest()[:32] for sid, p in parts.items()}
 
     # -- doors (kiosk) --------------------------------------------------------------------
@@ -173,7 +179,12 @@ class FleetRows:
             raw = crypto.unseal(data_key, bytes(ct), _aad_template(subject, tid, model), f"template {tid}")
             vectors[i] = np.frombuffer(raw, dtype="<f4")
         ids = tuple(r[0] for r in rows)
-        return ExportedSubject(subject, consent, ids, vectors, model)
+        try:
+            card = self.card(subject)
+        except TemplateIntegrityError as exc:  # published without it rather than holding up the site
+            log.error("%s; the subject is published without a card", exc)
+            card = None
+        return ExportedSubject(subject, consent, ids, vectors, model, card)
 
     # -- a door's replicas ----------------------------------------------------------------
     def apply_replicas(self, revokes: Sequence[tuple[str, int]], subjects: Sequence[ReplicaSubject]) -> list[str]:
@@ -192,6 +203,7 @@ class FleetRows:
                 if self._conn.execute("SELECT 1 FROM subjects WHERE id=?", (r.subject,)).fetchone():
                     self._delete_subject(r.subject, "replaced by the site", audit=False)
                 self._insert_subject(r.subject, "", r.consent, list(r.vectors), r.model, transformed=True)
+                self._replica_card(r.subject, r.card)
                 self._conn.execute("INSERT OR REPLACE INTO fleet(subject, seq, kind, digest, record) "
                                    "VALUES (?,?,'enrol',?,NULL)", (r.subject, r.seq, r.digest))
             if revokes or subjects:
@@ -199,6 +211,17 @@ class FleetRows:
         for subject in gone:
             self._after_revoke(subject)
         return gone
+
+    def _replica_card(self, subject: str, card: Card | None) -> None:
+        """A site subject's card, in the batch's transaction; one this door holds for another
+        subject (a revocation not yet received) is left off, loudly, rather than failing the batch."""
+        if card is None:
+            return
+        try:
+            self._put_card(subject, card)
+        except CardInUse:
+            log.error("site subject %s: its card is registered here to another subject; it is not used until "
+                      "the site's records agree", subject)
 
     def adopt_transform(self, transform: np.ndarray) -> None:
         """Move every template into the site's transform space (a door joining a site)."""

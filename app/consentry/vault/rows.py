@@ -22,7 +22,10 @@ SIGNED_META = ("salt", "deployment", "key_check", "audit_key", "transform")
 SIGNED_SUBJECT = ("id", "purposes", "identify_opt_in", "created", "last_seen", "consent_id", "consent_version",
                   "consent_sha256", "consent_given_at", "consent_method", "witnessed_by", "retention_days",
                   "age_statement", "revocation_tag")
-SIGNED_SINCE_6 = ("consent_language", "greeting")
+# Columns signed only once they are set, so rows signed before they existed keep their MAC;
+# setting or clearing one changes the MAC all the same. card_tag: vault/cards.py; the consent
+# text's language and the greeting opt-in: schema 7 (vault/consent.py).
+SIGNED_SUBJECT_OPTIONAL = ("card_tag", "consent_language", "greeting")
 MACS_SINCE = 3
 
 
@@ -47,20 +50,20 @@ class SubjectSigner:
         self._key = crypto.derive(master, "subject-mac")
 
     def _mac(self, subject: str) -> bytes | None:
-        row = self._conn.execute(f"SELECT {', '.join(SIGNED_SUBJECT + SIGNED_SINCE_6)} FROM subjects "  # noqa: S608
-                                 "WHERE id=?", (subject,)).fetchone()
+        columns = SIGNED_SUBJECT + SIGNED_SUBJECT_OPTIONAL
+        row = self._conn.execute(f"SELECT {', '.join(columns)} FROM subjects WHERE id=?",  # noqa: S608
+                                 (subject,)).fetchone()
         if row is None:
             return None
-        # Schema 6's columns join the MAC only when set, so rows signed before them still check
-        # (and clearing one that was set changes the MAC as surely as editing it).
-        base = len(SIGNED_SUBJECT)
-        row = row[:base] + tuple(f"{k}={v}" for k, v in zip(SIGNED_SINCE_6, row[base:], strict=True) if v is not None)
         templates = [r[0] for r in self._conn.execute(
             "SELECT id || ':' || model FROM templates WHERE subject_id=? ORDER BY id", (subject,))]
+        fixed, optional = row[:len(SIGNED_SUBJECT)], row[len(SIGNED_SUBJECT):]
+        extra = [f"{name}={value}" for name, value in zip(SIGNED_SUBJECT_OPTIONAL, optional, strict=True)
+                 if value is not None]
         # door templates too (none: the body is what it was before they existed, so older MACs hold)
         templates += ["door:" + r[0] for r in self._conn.execute(
             "SELECT id || ':' || model FROM door_templates WHERE subject_id=? ORDER BY id", (subject,))]
-        body = json.dumps([None if v is None else str(v) for v in row] + templates).encode()
+        body = json.dumps([None if v is None else str(v) for v in fixed] + templates + extra).encode()
         return hmac.new(self._key, body, hashlib.sha256).digest()
 
     def sign(self, subject: str) -> None:

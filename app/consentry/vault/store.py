@@ -32,6 +32,7 @@ from .aad import aad_key as _aad_key
 from .aad import aad_name as _aad_name
 from .aad import aad_template as _aad_template
 from .audit import AuditLog, AuditReport
+from .cards import CardRows
 from .consent import MAX_RETENTION_DAYS, ConsentRecord
 from .door_templates import DoorTemplates
 from .files import prepare_files
@@ -102,7 +103,7 @@ class TemplateSet:
             vector.fill(0)
 
 
-class Vault(DoorTemplates, FleetRows):
+class Vault(DoorTemplates, FleetRows, CardRows):
     """Open with :meth:`open`; use as a context manager or call :meth:`close`."""
 
     def __init__(self, home: Path, provider: KeyProvider, *, inactivity_days: int = 365,
@@ -250,11 +251,15 @@ class Vault(DoorTemplates, FleetRows):
         self._enrol_callbacks.append(callback)
 
     # -- lifecycle ------------------------------------------------------------------------
-    def enroll(self, name: str, consent: ConsentRecord, vectors: Sequence[np.ndarray], model: str) -> str:
-        """Store a new subject; returns its pseudonymous id. One transaction: all or nothing."""
+    def enroll(self, name: str, consent: ConsentRecord, vectors: Sequence[np.ndarray], model: str,
+               card=None) -> str:
+        """Store a new subject (with its panel ``card``, if any); returns its pseudonymous id.
+        One transaction: all or nothing."""
         subject = "s-" + secrets.token_hex(8)
         with self._txn():
             self._insert_subject(subject, name, consent, vectors, model)
+            if card is not None:
+                self._put_card(subject, card)
             self.audit.append(self._now(), "enrol", subject, templates=len(vectors), model=model,
                               purposes=list(consent.purposes), consent=f"{consent.consent_id}@{consent.version}",
                               method=consent.method)

@@ -4,6 +4,7 @@ dlib places the face with a least-squares similarity transform from its 5-point 
 shape to the landmarks, shrinks through a 2x image pyramid while the source window is
 more than the chip's area after one more halving, then samples bilinearly: a sample whose
 2x2 neighbourhood is not wholly inside the image is zero, values are truncated to uint8.
+We sample with one cv2.warpAffine (see :func:`_sample` for where it differs).
 """
 
 from __future__ import annotations
@@ -49,24 +50,37 @@ def _chip_rect(five: np.ndarray, size: int, padding: float) -> tuple[np.ndarray,
     return centre, size * scale, angle
 
 
-def _sample(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, out: np.ndarray) -> None:
-    """Bilinear sampling with dlib's rules (zero outside, truncate) into ``out``."""
-    h, w = img.shape[:2]
-    x0 = np.floor(xs).astype(np.int64)
-    y0 = np.floor(ys).astype(np.int64)
-    inside = (x0 >= 0) & (y0 >= 0) & (x0 + 1 < w) & (y0 + 1 < h)
-    x0c, y0c = np.clip(x0, 0, w - 2), np.clip(y0, 0, h - 2)
-    fx = (xs - x0)[..., None]
-    fy = (ys - y0)[..., None]
-    # Gather the four uint8 neighbours first: converting only these samples, not the whole
-    # source region, keeps the work (and the float copies of the face) chip-sized.
-    corners = [img[y0c + dy, x0c + dx].astype(np.float32) for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1))]
-    tl, tr, bl, br = corners
-    val = (1 - fy) * ((1 - fx) * tl + fx * tr) + fy * ((1 - fx) * bl + fx * br)
-    val[~inside] = 0.0
-    np.copyto(out, val, casting="unsafe")  # float → uint8 truncates, as dlib's assign does
-    for temp in (*corners, val):
-        temp.fill(0.0)
+def chip_transform(centre: np.ndarray, step: float, angle: float, size: int) -> np.ndarray:
+    """2x3 affine from chip pixel (column, row) to source pixel: one chip pixel spans
+    ``step`` source pixels, the chip's centre lands on ``centre``."""
+    cos, sin = math.cos(angle), math.sin(angle)
+    half = (size - 1) / 2.0
+    return np.array([
+        [step * cos, -step * sin, centre[0] - half * step * (cos - sin)],
+        [step * sin, step * cos, centre[1] - half * step * (sin + cos)],
+    ])
+
+
+def _sample(img: np.ndarray, m: np.ndarray, out: np.ndarray) -> None:
+    """Bilinear sampling at ``m`` (chip → source) into ``out``, values truncated to uint8.
+
+    One cv2.warpAffine over a float32 copy of the (small) source region: the float output
+    keeps dlib's truncation (uint8 output would round, 0.5 grey levels brighter on average).
+    OpenCV blends a sample on the border with the zero background where dlib zeroes it
+    outright; the two differ only in the outermost ring of samples of a face cut by the
+    frame's edge.
+    """
+    size = out.shape[1], out.shape[0]
+    src = img.astype(np.float32)
+    try:
+        val = cv2.warpAffine(src, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        if val.ndim == 2:
+            val = val[:, :, None]
+        np.copyto(out, val, casting="unsafe")  # float → uint8 truncates, as dlib's assign does
+        val.fill(0.0)
+    finally:
+        src.fill(0.0)
 
 
 def extract_chip(image: np.ndarray, five: np.ndarray, out: np.ndarray | None = None,
@@ -105,14 +119,7 @@ def extract_chip(image: np.ndarray, five: np.ndarray, out: np.ndarray | None = N
         factor *= 0.5
     # One chip pixel spans side/size frame pixels, centred on the rectangle's centre
     # (checked against dlib's chips: side/(size-1) doubled the pixel error).
-    step = side * factor / size
-    cos, sin = math.cos(angle), math.sin(angle)
-    c0 = (centre - offset) * factor
-    grid = (np.arange(size, dtype=np.float64) - (size - 1) / 2.0) * step
-    gx, gy = np.meshgrid(grid, grid)
-    xs = c0[0] + gx * cos - gy * sin
-    ys = c0[1] + gx * sin + gy * cos
-    _sample(src, xs, ys, out)
+    _sample(src, chip_transform((centre - offset) * factor, side * factor / size, angle, size), out)
     for shrunk in levels:  # pyramid copies of the face region: wipe, not just drop
         shrunk.fill(0)
     return out

@@ -31,13 +31,21 @@ class ShapePredictor5:
             self.deltas = z["deltas"].astype(np.float32)                   # (L, F, 2)
         self.levels, self.trees, self.splits = self.idx1.shape
         self.depth = int(np.log2(self.splits + 1))
-        # Flat views: one 1-D gather per tree level is far cheaper than 3-axis fancy indexing.
-        self._idx1 = self.idx1.reshape(self.levels, -1)
-        self._idx2 = self.idx2.reshape(self.levels, -1)
+        if self.splits + 1 != 2 ** self.depth or self.splits > 16:
+            raise ValueError(f"{entry.name}: {self.splits} splits per tree is not a complete tree of depth <= 4")
+        # Each level's every split of every tree is one comparison over all of them at once;
+        # the 15 outcomes of a tree, packed little-endian into a 16-bit code, index a table
+        # that holds the leaf the walk down that tree ends in.
+        self._idx1 = self.idx1.reshape(self.levels, -1).astype(np.intp)
+        self._idx2 = self.idx2.reshape(self.levels, -1).astype(np.intp)
         self._thresh = self.thresh.reshape(self.levels, -1)
         self._leaves = self.leaves.reshape(self.levels, self.trees * (self.splits + 1), -1)
-        self._split_base = np.arange(self.trees) * self.splits
-        self._leaf_base = np.arange(self.trees) * (self.splits + 1) - self.splits
+        self._leaf_base = np.arange(self.trees) * (self.splits + 1)
+        self._leaf_of_code = _leaf_table(self.depth)
+        self._bits = np.zeros((self.trees, 16), bool)
+        self._deltas64 = self.deltas.astype(np.float64)
+        centred = self.initial.astype(np.float64) - self.initial.astype(np.float64).mean(axis=0)
+        self._initial_centred, self._initial_norm = centred, float((centred * centred).sum())
         self.name = entry.name
 
     def predict(self, image: np.ndarray, rect: tuple[int, int, int, int]) -> np.ndarray:
@@ -51,33 +59,69 @@ class ShapePredictor5:
         origin = np.array([left, top], np.float64)
         size = np.array([right - left, bottom - top], np.float64)
         h, w = image.shape[:2]
+        flat = (image if image.flags.c_contiguous else np.ascontiguousarray(image)).reshape(-1)
+        channels = 1 if image.ndim == 2 else image.shape[2]
+        limit = np.array([w - 1, h - 1])
+        stride = (channels, w * channels)
+        bits = self._bits
         shape = self.initial.copy()
-        for level in range(self.levels):
-            values = self._features(image, level, shape, origin, size, w, h)
-            node = np.zeros(self.trees, np.intp)
-            idx1, idx2, thresh = self._idx1[level], self._idx2[level], self._thresh[level]
-            for _ in range(self.depth):
-                k = self._split_base + node
-                right = values[idx1[k]] - values[idx2[k]] <= thresh[k]
-                node = 2 * node + 1 + right
-            steps = self._leaves[level][self._leaf_base + node]
-            shape = np.cumsum(np.vstack([shape.reshape(1, -1), steps]), axis=0, dtype=np.float32)[-1].reshape(-1, 2)
-            values.fill(0)
+        try:
+            for level in range(self.levels):
+                values = self._features(flat, channels, level, shape, origin, size, limit, stride)
+                split = values[self._idx1[level]]
+                split -= values[self._idx2[level]]
+                np.less_equal(split.reshape(self.trees, self.splits), self._thresh[level].reshape(self.trees, -1),
+                              out=bits[:, :self.splits])
+                code = np.packbits(bits.reshape(-1), bitorder="little").view("<u2")
+                steps = self._leaves[level][self._leaf_base + self._leaf_of_code[code]]
+                steps[0] += shape.reshape(-1)
+                shape = np.cumsum(steps, axis=0, dtype=np.float32)[-1].reshape(-1, 2)
+        finally:
+            bits.fill(False)
         return origin + shape.astype(np.float64) * size
 
-    def _features(self, image: np.ndarray, level: int, shape: np.ndarray, origin: np.ndarray, size: np.ndarray,
-                  w: int, h: int) -> np.ndarray:
+    def _features(self, flat: np.ndarray, channels: int, level: int, shape: np.ndarray, origin: np.ndarray,
+                  size: np.ndarray, limit: np.ndarray, stride: tuple[int, int]) -> np.ndarray:
         """Pixel intensities ((r+g+b)//3, as dlib) at the level's feature points placed
-        relative to ``shape``; 0 outside the image."""
-        m = similarity_matrix(self.initial, shape)
+        relative to ``shape``; 0 outside the image. ``flat``: the image's bytes, row-major."""
+        m = self._similarity(shape)
         pts = (self.deltas[level] @ m.T + shape[self.anchor[level]]).astype(np.float32)
         px = np.floor(origin + pts.astype(np.float64) * size + 0.5).astype(np.intp)  # dlib rounds to nearest
-        inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)
-        values = np.zeros(len(px), np.float32)
-        sampled = image[px[inside, 1], px[inside, 0]]
-        values[inside] = sampled if sampled.ndim == 1 else sampled.astype(np.uint16).sum(axis=1) // 3
-        sampled.fill(0)
+        clipped = np.maximum(np.minimum(px, limit), 0)
+        outside = (clipped != px).any(axis=1)
+        at = clipped[:, 1] * stride[1]
+        at += clipped[:, 0] * stride[0]
+        if channels == 1:
+            values = flat[at].astype(np.float32)
+        else:
+            total = flat[at].astype(np.uint16)
+            total += flat[at + 1]
+            total += flat[at + 2]
+            total //= 3
+            values = total.astype(np.float32)
+            total.fill(0)
+        values[outside] = 0.0
         return values
+
+    def _similarity(self, shape: np.ndarray) -> np.ndarray:
+        """similarity_matrix(self.initial, shape), with the mean shape's half precomputed."""
+        d = shape.astype(np.float64)
+        d -= d.mean(axis=0)
+        s = self._initial_centred
+        a = float((s * d).sum()) / self._initial_norm
+        b = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / self._initial_norm
+        return np.array([[a, -b], [b, a]], np.float32)
+
+
+def _leaf_table(depth: int) -> np.ndarray:
+    """For every packed code of a tree's split outcomes (bit k: split k sent the walk right,
+    as dlib's ``diff > thresh`` going left), the leaf index the walk from the root ends in."""
+    splits = 2 ** depth - 1
+    codes = np.arange(2 ** 16, dtype=np.int64)
+    node = np.zeros_like(codes)
+    for _ in range(depth):
+        node = 2 * node + 1 + ((codes >> node) & 1)
+    return (node - splits).astype(np.intp)
 
 
 def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -131,7 +131,8 @@ class KioskEnrolment:
             try:
                 if self.vault is None or not guided.done:
                     raise ConsentryError(N_("the enrolment could not be completed; nothing was stored"))
-                subject = self.vault.enroll(capture.name, capture.consent, guided.vectors, self.pipeline.embedder.name)
+                subject = self.vault.enroll(capture.name, capture.consent, guided.vectors, self.pipeline.embedder.name,
+                                            card=capture.card)
                 try:
                     code = self.vault.issue_revocation_code(subject)
                 except ConsentryError:

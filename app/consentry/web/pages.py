@@ -139,10 +139,13 @@ def enroll_unlock(csrf: str, error: str = "") -> str:
     return layout(_("Enrolment"), body)
 
 
-def enroll_details(csrf: str, error: str = "") -> str:
+def enroll_details(csrf: str, error: str = "", card: bool = False) -> str:
+    """``card``: ask for the access-control card the panel knows this person by (docs/panel.md)."""
     inner = ("<label>" + _("Your name (stored encrypted)")
              + " <input name='name' id='name' required maxlength='80'></label>"
-             "<fieldset><legend>" + _("What for?") + "</legend>"
+             + ("<label>" + _("Access card number (optional; stored encrypted)") + " <input name='card' id='card' "
+                "inputmode='numeric' pattern='[0-9]*' maxlength='20' autocomplete='off'></label>" if card else "")
+             + "<fieldset><legend>" + _("What for?") + "</legend>"
              "<label><input type='radio' name='purpose' value='door' checked> " + _("Opening this door") + "</label>"
              "<label><input type='radio' name='purpose' value='checkout'> " + _("Verifying me at the checkout")
              + "</label></fieldset><fieldset><legend>" + _("Who is agreeing?") + "</legend>"

@@ -21,6 +21,7 @@ import segno
 from ..config import Settings
 from ..errors import ConsentryError, SubjectNotFound
 from ..forget import MESSAGES, Withdrawal
+from ..panel import card_field
 from . import mydata, pages
 from .auth import ENROL_UNLOCK_S, SESSION_COOKIE, Busy, Session, Sessions, verify_secret
 from .http import Response, WebServer, wsgi_app
@@ -48,6 +49,7 @@ ELSEWHERE = (
     N_("The camera recognised a different person."),
     N_("You were not recognised. Use your revocation code, or ask staff."),
     N_("The checks did not finish in time."), N_("The withdrawal was not confirmed in time."),
+    N_("the card number must be digits only"), N_("that card is already registered to another person"),
 )
 
 
@@ -145,7 +147,7 @@ class WebApp:
             return Response(pages.message(_("Enrolment unavailable"), _("This device has no master key yet.")))
         if not session.enrol_unlocked:
             return Response(pages.enroll_unlock(session.csrf))
-        return Response(pages.enroll_details(session.csrf))
+        return Response(pages.enroll_details(session.csrf, card=self.settings.panel.kind != "relay"))
 
     def enroll_unlock(self, session, form, client):
         if not self.sessions.attempt(client, "pin"):
@@ -164,9 +166,14 @@ class WebApp:
             return redirect("/enroll")
         name, purpose, age = form.get("name", "").strip(), form.get("purpose"), form.get("age", "adult")
         if not name or purpose not in ("door", "checkout") or age not in ("adult", "guardian"):
-            return Response(pages.enroll_details(session.csrf, _("Please fill in every field.")),
-                            HTTPStatus.BAD_REQUEST)
-        session.pending = {"name": name[:80], "purpose": purpose, "age": age, "greet": form.get("greet") == "yes"}
+            return Response(pages.enroll_details(session.csrf, _("Please fill in every field."),
+                                                 card=self.settings.panel.kind != "relay"), HTTPStatus.BAD_REQUEST)
+        try:
+            card = card_field(form.get("card", ""), self.settings, self.vault)
+        except ConsentryError as exc:
+            return Response(pages.enroll_details(session.csrf, _(str(exc)), card=True), HTTPStatus.BAD_REQUEST)
+        session.pending = {"name": name[:80], "purpose": purpose, "age": age, "card": card,
+                           "greet": form.get("greet") == "yes"}
         return redirect("/enroll/consent")
 
     def _consent_text(self, purpose: str, lang: str = "en"):
@@ -206,7 +213,7 @@ class WebApp:
             if self.kiosk.capture is not None and self.kiosk.capture.state in BUSY:
                 return Response(pages.message(_("Busy"), _("Another enrolment is in progress."), cls="error"),
                                 HTTPStatus.CONFLICT)
-            self.kiosk.capture = Capture(name=p["name"], consent=consent, owner=session.key,
+            self.kiosk.capture = Capture(name=p["name"], consent=consent, owner=session.key, card=p.get("card"),
                                          needed=self.settings.http.capture_templates)
         session.enrol_until = 0.0 if not session.admin else session.enrol_until  # one enrolment per unlock
         return redirect("/enroll/capture")

@@ -51,6 +51,7 @@ class Capture:
     subject: str | None = None
     code: str | None = None
     error: str | None = None
+    card: object = None  # the panel credential to register with the subject (panel/), or None
     deadline: float = field(default_factory=lambda: time.monotonic() + 60.0)
 
 
@@ -100,6 +101,15 @@ class KioskState:
             d = self.decision
             recent = d is not None and time.time() - d["at"] < 4.0 and d["decision"] in ("granted", "verified")
             return d.get("subject") if recent else None
+
+    def panel_feedback(self, kind: str, value: str) -> None:
+        """What an access-control panel signals back (panel/): a green or red reader LED is the
+        verdict the kiosk shows (the panel decides now); its text is shown as advice."""
+        if kind == "led" and value in ("green", "red"):
+            self.record_decision("granted" if value == "green" else "denied")
+        elif kind == "text":
+            with self.lock:
+                self.advice = value or None
 
     def kiosk_view(self) -> dict:
         with self.lock:
