@@ -210,3 +210,28 @@ def test_by_face_the_checks_of_a_withdrawal_show_the_record_and_never_revoke(sto
             browser.close()
     finally:
         web.close()
+
+
+def test_a_site_record_carries_the_language_and_an_english_one_is_unchanged():
+    from types import SimpleNamespace
+
+    import numpy as np
+    from consentry.fleet.records import Payload, RecordRefused
+    from consentry.vault import crypto
+
+    key, aad = crypto.new_key(), "site:s-1"
+    german = record(ConsentText.load(CONSENT / "door.de.txt"))
+    english = record(ConsentText.load(CONSENT / "door.txt"))
+    vecs = np.stack(vectors(4, 2))
+
+    def reopen(consent):
+        sealed = Payload(consent, MODEL, vecs).seal(key, aad)
+        head = crypto.unseal(key, sealed, aad, "payload").partition(b"\n")[0]
+        return json.loads(head), Payload.open(key, SimpleNamespace(body=sealed, aad=aad, subject="s-1"), "site")
+
+    head, opened = reopen(german)
+    assert head["language"] == "de" and opened.consent.language == "de"  # a door's replica keeps it too
+    head, opened = reopen(english)
+    assert "language" not in head and opened.consent.language == "en"  # as before languages existed
+    with pytest.raises(RecordRefused):
+        reopen(ConsentRecord(**{**german.__dict__, "language": "<b>"}))
