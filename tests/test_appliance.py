@@ -343,3 +343,33 @@ def test_one_person_alone_is_captured_without_a_restart_and_a_jump_restarts(pipe
         capture.step(np.ascontiguousarray(np.roll(astronaut, 200, axis=1)))
     assert capture.done and capture.restarts == 1
     capture.wipe()
+
+
+def test_the_capture_keeps_no_unzeroed_copy_of_its_templates(pipeline, astronaut, monkeypatch):
+    """Each template frame compares the new template with the mean of those held: the mean is
+    a running sum in one buffer, zeroed on a restart and on wipe, and the held templates are
+    never stacked into a copy that nobody zeroes (before a restart they may be a bystander's)."""
+    from consentry.enrolment import GuidedCapture
+
+    stacked = []
+    for name in ("mean", "stack"):  # numpy itself: spied on for lists holding a captured template
+        original = getattr(np, name)
+        monkeypatch.setattr(np, name, lambda *a, _o=original, **k: stacked.append(a[0]) or _o(*a, **k))
+    capture = GuidedCapture(pipeline, needed=3, spacing=1)
+    taken = []
+    for _ in range(2):
+        capture.step(astronaut.copy())
+        taken += capture.vectors
+    held = capture._sum
+    assert held is not None and held.any() and len(capture.vectors) == 2
+    assert capture.step(np.ascontiguousarray(np.roll(astronaut, 200, axis=1))) == "restarted"
+    assert not held.any(), "the running sum outlived the restart"
+    for _ in range(3):
+        capture.step(astronaut.copy())
+        taken += capture.vectors
+    assert capture.done
+    capture.wipe()
+    assert not capture._sum.any()
+    monkeypatch.undo()
+    assert not [a for a in stacked if isinstance(a, list) and any(any(v is t for t in taken) for v in a)], \
+        "the held templates were stacked"

@@ -170,6 +170,7 @@ class Appliance:
         self.enrolment = KioskEnrolment(self.kiosk, self.vault, self.recognizer.tracker.pipeline, self.camera,
                                         threshold=self.settings.match.threshold, on_stored=self._reload_gallery,
                                         out=self.out)
+        self._closers.append(self.enrolment.close)
         self.withdrawal = FaceWithdrawal(self.kiosk, self.settings.liveness, self.policy.liveness, self._publish)
         if not self.settings.http.enabled:
             return

@@ -181,6 +181,10 @@ class GuidedCapture:
     taken. Otherwise the templates are zeroed and the capture starts again from the next
     good frame: ``step`` returns "restarted" and ``restarts`` counts it. Two people taking
     turns in front of the camera therefore never become one subject.
+
+    The mean is kept as a running sum in one buffer, zeroed with the templates on a restart
+    or wipe: no stacked copy of the held templates (before a restart, maybe a bystander's) is
+    ever left in memory.
     """
 
     def __init__(self, pipeline: FacePipeline, needed: int = 5, spacing: int = 3, *, threshold: float = 0.3978,
@@ -193,6 +197,7 @@ class GuidedCapture:
         self.min_overlap = min_overlap
         self.vectors: list[np.ndarray] = []
         self.box: tuple[float, float, float, float] | None = None  # the one face, as web/guidance.fraction
+        self._sum: np.ndarray | None = None  # of self.vectors
         self.restarts = 0
         self._good = 0
         self._box: tuple[float, ...] | None = None  # the tracked face's last box
@@ -232,12 +237,15 @@ class GuidedCapture:
                 if self.vectors and self._far(vector):
                     return self._restart()
                 self.vectors.append(vector.copy())
+                if self._sum is None:
+                    self._sum = np.zeros_like(vector, dtype=np.float64)
+                self._sum += vector
             return None
         finally:
             self.pipeline.wipe()
 
     def _far(self, vector: np.ndarray) -> bool:
-        centre = np.mean(self.vectors, axis=0)
+        centre = self._sum / len(self.vectors)
         try:
             centre -= vector
             return float(np.linalg.norm(centre)) > self.threshold
@@ -254,3 +262,5 @@ class GuidedCapture:
         for v in self.vectors:
             v.fill(0)
         self.vectors.clear()
+        if self._sum is not None:
+            self._sum.fill(0)

@@ -19,7 +19,7 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,13 +230,21 @@ class Vault(DoorTemplates, FleetRows, CardRows):
 
     @contextmanager
     def _txn(self) -> Iterator[None]:
+        """One write transaction. SQLite's own failures (locked past the busy timeout, disk
+        full, I/O) surface as VaultError, which every caller already handles."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise VaultError(f"the vault could not be written: {exc}") from exc
             try:
                 yield
                 self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+            except BaseException as exc:
+                with suppress(sqlite3.Error):  # a failed COMMIT may have ended it already
+                    self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise VaultError(f"the vault could not be written: {exc}") from exc
                 raise
 
     def _data_key(self, subject: str, wrapped: bytes) -> bytes:

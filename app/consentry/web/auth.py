@@ -2,7 +2,9 @@
 tokens, and login rate limiting. Cookies are HttpOnly and SameSite=Strict.
 
 A visitor costs no server memory: their cookie is a token the server signed, and their CSRF
-token and session key are derived from it (HMAC under a per-process secret). Only a session
+token and session key are derived from it (HMAC under a per-process secret). The token carries
+its signed issue time: one not renewed by a request for SESSION_IDLE_S counts as absent, as
+an idle kept session does (it is renewed, same nonce, after VISITOR_RENEW_S). Only a session
 with something worth keeping — a staff login or a PIN-unlocked enrolment, both reached
 through :meth:`Sessions.rotate` — takes one of the MAX_SESSIONS slots, so no number of
 cookie-less requests can push a signed-in member of staff or an enrolment out.
@@ -25,6 +27,7 @@ SESSION_IDLE_S = 15 * 60
 ENROL_UNLOCK_S = 10 * 60
 MAX_FAILURES, FAILURE_WINDOW_S = 5, 300
 MAX_SESSIONS = 512
+VISITOR_RENEW_S = 60  # a visitor's cookie is re-issued (same nonce, new time) at most this often
 # Argon2id costs 64 MiB per verification: at most two run at once, whatever arrives.
 VERIFY_SLOTS = threading.BoundedSemaphore(2)
 
@@ -57,8 +60,8 @@ def verify_secret(hashed: str | None, secret: str) -> bool:
 
 @dataclass
 class Session:
-    """``key`` never changes and never leaves the server (enrolment and withdrawal flows are
-    bound to it); ``token`` (the cookie) and ``csrf`` are rotated when privilege changes."""
+    """``key`` never leaves the server (enrolment and withdrawal flows are bound to it);
+    ``token`` (the cookie), ``csrf`` and ``key`` are all replaced when privilege changes."""
 
     token: str
     csrf: str
@@ -92,21 +95,33 @@ class Sessions:
             if session is not None:
                 session.touched = now
                 return session
-        return self._visitor(token if token and self._signed(token) else self._mint())
+        nonce = self._nonce(token) if token else None
+        if nonce is None:
+            return self._visitor(secrets.token_urlsafe(24), int(now))
+        issued = int(token.split(".")[1])
+        return self._visitor(nonce, issued if now - issued < VISITOR_RENEW_S else int(now))
 
     def _mac(self, purpose: str, text: str) -> str:
         return hmac.new(self._secret, f"{purpose}|{text}".encode(), hashlib.sha256).hexdigest()
 
+    def _nonce(self, token: str) -> str | None:
+        """The nonce of a token this process signed and issued (or renewed) within
+        SESSION_IDLE_S, else None (forged, from before a restart, or lapsed)."""
+        nonce, _, rest = token.partition(".")
+        issued, _, tag = rest.partition(".")
+        if not nonce or not issued.isdigit() or not hmac.compare_digest(
+                tag.encode(), self._mac("token", f"{nonce}.{issued}")[:32].encode()):
+            return None
+        return nonce if 0 <= time.monotonic() - int(issued) < SESSION_IDLE_S else None
+
     def _mint(self) -> str:
-        nonce = secrets.token_urlsafe(24)
-        return f"{nonce}.{self._mac('token', nonce)[:32]}"
+        return self._visitor(secrets.token_urlsafe(24), int(time.monotonic())).token
 
-    def _signed(self, token: str) -> bool:
-        nonce, _, tag = token.partition(".")
-        return bool(nonce) and hmac.compare_digest(tag.encode(), self._mac("token", nonce)[:32].encode())
-
-    def _visitor(self, token: str) -> Session:
-        return Session(token, self._mac("csrf", token), key=self._mac("key", token)[:32])
+    def _visitor(self, nonce: str, issued: int) -> Session:
+        """A visitor's session: its CSRF token and key follow from the nonce alone, so a
+        renewed cookie keeps the page's forms and flows."""
+        token = f"{nonce}.{issued}.{self._mac('token', f'{nonce}.{issued}')[:32]}"
+        return Session(token, self._mac("csrf", nonce), key=self._mac("key", nonce)[:32])
 
     def holds(self, key: str) -> bool:
         """Whether a kept session with this key is still alive (not ended, evicted or idle)."""
@@ -115,14 +130,18 @@ class Sessions:
             return any(s.key == key and now - s.touched <= SESSION_IDLE_S for s in self._sessions.values())
 
     def rotate(self, session: Session) -> Session:
-        """A new token and CSRF token when privilege changes (login, PIN unlock): no fixation.
-        The session is kept from then on (its key stays: a flow it started stays its own)."""
+        """A new token, CSRF token and key when privilege changes (login, PIN unlock): no
+        fixation. The key is new too: a visitor's key follows from its cookie, which still
+        passes the signature check after rotation, so a planted cookie would otherwise reach
+        the privileged session's enrolment and its code. No flow started before the unlock
+        carries over (an enrolment starts after it). The session is kept from then on."""
         with self._lock:
             self._sessions.pop(session.token, None)
             if len(self._sessions) >= MAX_SESSIONS:  # bounded: the least recently used goes
                 del self._sessions[min(self._sessions, key=lambda t: self._sessions[t].touched)]
             session.token = self._mint()
             session.csrf = secrets.token_urlsafe(32)
+            session.key = secrets.token_hex(16)
             session.touched = time.monotonic()
             self._sessions[session.token] = session
             return session

@@ -23,6 +23,7 @@ from .state import ADVICE, CAPTURING, Capture, KioskState
 log = logging.getLogger(__name__)
 
 HANDOVER_S = 30.0  # from the last template to the owner's page collecting the code (it polls every 0.3 s)
+STORING_S = 120.0  # a hand-over still "storing" after this is stuck: the kiosk takes enrolments again
 RESTART_HINT_S = 2.0  # how long the page says the capture started again
 
 
@@ -47,6 +48,7 @@ class KioskEnrolment:
         self._guided: GuidedCapture | None = None
         self._for: Capture | None = None  # the capture the held templates belong to
         self._handover_until = 0.0
+        self._storing_until = 0.0
         self._restarted_at = -1e9
         self._handing = threading.Lock()  # one hand-over at a time (a double-clicked page)
 
@@ -71,6 +73,10 @@ class KioskEnrolment:
                 elif c.state == "captured" and now >= self._handover_until:
                     c.state, c.error = "failed", N_("The revocation code was not collected in time; nothing was "
                                                    "stored.")
+                elif c.state == "storing" and now >= self._storing_until:
+                    c.state, c.error = "failed", N_("The enrolment could not be stored in time.")
+                    log.error("a kiosk hand-over has been storing for %.0f s: the kiosk takes enrolments again",
+                              STORING_S)
             stale = self._guided is not None and (self._for is not self.kiosk.capture
                                                   or self._for.state not in ("capturing", "captured"))
             guided = self._release() if stale else None
@@ -113,6 +119,25 @@ class KioskEnrolment:
                 c.state, c.hint = "captured", N_("Captured — your code is next")
                 self._handover_until = now + HANDOVER_S
 
+    def _unstore(self, subject: str) -> None:
+        """Revoke a subject stored without its code reaching the page."""
+        try:
+            self.vault.revoke(subject, reason="no revocation code could be issued")
+        except Exception:  # noqa: BLE001 - said loudly: staff must remove it (`consentry revoke`)
+            log.exception("enrolled %s but could not issue its code nor revoke it: revoke it by hand", subject)
+
+    def close(self) -> None:
+        """At shutdown: zero the templates still held (capturing, or captured and waiting for
+        their code) and end their capture, nothing stored."""
+        with self.kiosk.lock:
+            c = self.kiosk.capture
+            if c is not None and c.state in ("capturing", "captured"):
+                c.state, c.error = "cancelled", N_("The kiosk stopped; nothing was stored.")
+            guided = self._release()
+        if guided is not None:
+            guided.wipe()
+            log.info("kiosk stopping: the held enrolment templates were zeroed")
+
     def _release(self) -> GuidedCapture | None:
         """Detach the held templates (call under the kiosk lock; the caller wipes them)."""
         guided, self._guided, self._for = self._guided, None, None
@@ -121,32 +146,44 @@ class KioskEnrolment:
     # -- the owner's page -----------------------------------------------------------------
     def hand_over(self, capture: Capture) -> None:
         """On the owner's request for its code: store the held templates, issue the code and
-        put it on ``capture`` (state ``done``), or ``failed`` with nothing stored."""
+        put it on ``capture`` (state ``done``), or ``failed`` with nothing stored — whatever
+        goes wrong (a vault error, SQLite locked or full, a bug): a subject stored before the
+        failure is revoked at once, and the capture never stays ``storing``."""
         with self._handing:
             with self.kiosk.lock:
                 if capture.state != "captured" or self._for is not capture or self._guided is None:
                     return
                 capture.state = "storing"
+                self._storing_until = time.monotonic() + STORING_S
                 guided = self._release()
+            subject = None
             try:
                 if self.vault is None or not guided.done:
                     raise ConsentryError(N_("the enrolment could not be completed; nothing was stored"))
                 subject = self.vault.enroll(capture.name, capture.consent, guided.vectors, self.pipeline.embedder.name,
                                             card=capture.card)
-                try:
-                    code = self.vault.issue_revocation_code(subject)
-                except ConsentryError:
-                    self.vault.revoke(subject, reason="no revocation code could be issued")  # never stored codeless
-                    raise
+                code = self.vault.issue_revocation_code(subject)
                 with self.kiosk.lock:
                     capture.subject, capture.code, capture.state = subject, code, "done"
-                self.out(f"enrolled {subject} at the kiosk")
-            except ConsentryError as exc:
+            except Exception as exc:  # noqa: BLE001 - never a stored subject without its code, whatever failed
+                if subject is not None:
+                    self._unstore(subject)
+                if isinstance(exc, ConsentryError):
+                    log.warning("kiosk enrolment not stored: %s", exc)
+                else:
+                    log.exception("kiosk enrolment not stored")
                 with self.kiosk.lock:
-                    capture.state, capture.error = "failed", str(exc)
-                return
+                    capture.error = (str(exc) if isinstance(exc, ConsentryError) else
+                                     N_("The enrolment could not be stored; nothing was kept. Please try again."))
             finally:
                 guided.wipe()
+                with self.kiosk.lock:
+                    if capture.state == "storing":
+                        capture.state = "failed"
+                        capture.error = capture.error or N_("The enrolment could not be stored; nothing was kept.")
+            if capture.state != "done":
+                return
+        self.out(f"enrolled {capture.subject} at the kiosk")
         try:
             self.on_stored()
         except ConsentryError as exc:  # stored and its code shown: the gallery catches up at the next reload

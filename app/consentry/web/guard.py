@@ -6,7 +6,11 @@ accepting when ``connection_limit`` is reached: 200 sockets that trickle a heade
 4 s, or 150 idle sockets that reconnect as soon as they are closed, held every slot and the
 kiosk page stopped answering. Here:
 
-- one client address holds at most ``per_client`` connections; more are reset as accepted;
+- one client address holds at most ``per_client`` connections: a newcomer from an address at
+  its share closes that address's connection that has waited longest for a request (refused
+  only when all of them are busy with one). Behind a NAT, or with the shipped bind 127.0.0.1
+  where every client (the kiosk's own browser too) is one address, idle sockets held by one
+  local process then cannot lock the page out;
 - a connection must deliver a complete request (head and body) within ``head_timeout_s`` of
   being accepted or of its previous response, however busy it keeps the line;
 - at ``total`` connections the listener keeps accepting and makes room by closing the
@@ -102,12 +106,13 @@ class GuardedServer(TcpWSGIServer):
         host = addr[0]
         channels = list(self.active_channels.values())
         per_host = Counter(c.addr[0] for c in channels)
-        if per_host[host] >= self.per_client:
-            self.refused += 1
-            self._note("refused", "web: refusing connections from %s (%d open)", host, per_host[host])
-            reset(conn)
-            return
-        if len(channels) >= self.total and not self._make_room(channels, per_host):
+        if per_host[host] >= self.per_client:  # one of its own makes room, or none (all busy)
+            if not self._make_room([c for c in channels if c.addr[0] == host], per_host):
+                self.refused += 1
+                self._note("refused", "web: refusing a connection from %s (%d open, all busy)", host, per_host[host])
+                reset(conn)
+                return
+        elif len(channels) >= self.total and not self._make_room(channels, per_host):
             self.refused += 1
             self._note("full", "web: %d connections all busy; refusing one from %s", len(channels), host)
             reset(conn)
@@ -120,13 +125,15 @@ class GuardedServer(TcpWSGIServer):
         self.channel_class(self, conn, addr, self.adj, map=self._map)
 
     def _make_room(self, channels: list[GuardedChannel], per_host: Counter) -> bool:
+        """Close the connection among ``channels`` that has waited longest for a request, from
+        the address holding the most; False when every one is busy with a request."""
         waiting = [c for c in channels if c.owes_request() and not c.total_outbufs_len]
         if not waiting:
             return False
         victim = min(waiting, key=lambda c: (-per_host[c.addr[0]], c.waiting_since))
         self.evicted += 1
-        self._note("evicted", "web: %d connections open; closing the longest-waiting one from %s",
-                   len(channels), victim.addr[0])
+        self._note("evicted", "web: making room for a newcomer; closing the longest-waiting connection from %s",
+                   victim.addr[0])
         victim.handle_close()
         return True
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the loop's own module; the web page only holds the reference
+    from ..forget import Withdrawal
 
 from . import guidance
 from .i18n import N_
@@ -55,36 +59,12 @@ class Capture:
     deadline: float = field(default_factory=lambda: time.monotonic() + 60.0)
 
 
-FORGET_FRESH_S = 2.0
-
-
-@dataclass
-class Forget:
-    """Withdrawal by face for the session ``owner``: ``candidate`` is the subject the camera
-    recognised (k of n) as the only face in view; ``seen_at`` is the last time it was still
-    the only face (monotonic seconds). The loop keeps both current while the person waits."""
-
-    owner: str = ""
-    state: str = "looking"
-    candidate: str | None = None
-    seen_at: float = 0.0
-    deadline: float = field(default_factory=lambda: time.monotonic() + 30.0)
-
-    def live(self) -> bool:
-        return self.state in ("looking", "found") and time.monotonic() < self.deadline + 60.0
-
-    def confirmable(self) -> bool:
-        """Found, and the same single face was in view within the last two seconds."""
-        return (self.state == "found" and self.candidate is not None
-                and time.monotonic() - self.seen_at <= FORGET_FRESH_S)
-
-
 class KioskState:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.decision: dict | None = None
         self.capture: Capture | None = None
-        self.forget: Forget | None = None
+        self.forget: Withdrawal | None = None  # a withdrawal by face (consentry/forget.py)
         self.health: dict = {}
         self.prompt: str | None = None  # what a liveness challenge asks the person at the door to do
         self.advice: str | None = None  # why the face in view cannot be used yet ("Come a little closer")
