@@ -94,7 +94,7 @@ def test_config_check_explains_every_setting(capsys):
 
     shipped = Path(__file__).parents[1] / "deploy" / "consentry.toml"
     code, out, _ = _run(capsys, "config", "check", str(shipped), "--explain")
-    assert code == 0 and "[mqtt]" in out and "threshold = 0.3978" in out and "visit_threshold = 0.2982" in out
+    assert code == 0 and "[mqtt]" in out and "threshold = 0.3978" in out and "visit_threshold = 0.2356" in out
     lines = out.splitlines()
     for i, line in enumerate(lines):
         if " = " in line and not line.startswith(" "):

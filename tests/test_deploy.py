@@ -96,7 +96,7 @@ def test_shipped_config_decides_as_the_calibrated_defaults():
     from consentry.config import Settings
 
     shipped, defaults = load_settings(ROOT / "deploy" / "consentry.toml"), Settings()
-    for field in ("scoring", "threshold", "visit_threshold"):
+    for field in ("scoring", "threshold", "visit_threshold", "visit_scoring"):
         assert getattr(shipped.match, field) == getattr(defaults.match, field), field
     assert (shipped.tracking.evidence_k, shipped.tracking.evidence_n) == (defaults.tracking.evidence_k,
                                                                           defaults.tracking.evidence_n)

@@ -97,8 +97,8 @@ def test_calibrate_visits_measures_false_grants_per_stranger_visit_and_writes_th
     """ORL (40 people x 10 greyscale images): galleries of 30 in rotation, strangers the rest
     and the bona fide shared clips' frame runs (nobody in them is in ORL)."""
     config = tmp_path / "consentry.toml"
-    result = run_json(capsys, "calibrate", "--dataset", str(faces_dir / "orl"), "--visits", "--fmr", "1e-2",
-                      "--gallery-size", "30", "--templates", "5", "--json", "--write", str(config))
+    result = run_json(capsys, "calibrate", "--dataset", str(faces_dir / "orl"), "--visits", "--visit-model", "stills",
+                      "--fmr", "1e-2", "--gallery-size", "30", "--templates", "5", "--json", "--write", str(config))
     assert result["measured_false_grant_rate"] <= 1e-2
     assert result["supported"] == (result["min_supported_rate"] <= 1e-2)
     assert result["stranger_visits"]["calibration_set"] > 0 and result["genuine_visits"] > 0
@@ -106,6 +106,27 @@ def test_calibrate_visits_measures_false_grants_per_stranger_visit_and_writes_th
     written = tomllib.loads(config.read_text())["match"]
     assert written["visit_threshold"] == result["threshold"]
     assert main(["config", "check", str(config)]) == 0
+
+
+def test_calibrate_visits_on_generated_approach_visits_counts_every_window_at_the_frame_rate(
+        faces_dir, tmp_path, capsys, monkeypatch):
+    """Generated approach clips of 10 ORL people (5 fps keeps it fast), galleries of 6 in
+    rotation; the JSON the issue asks for, and --write of the visit threshold."""
+    monkeypatch.setenv("CONSENTRY_CACHE", str(tmp_path / "cache"))
+    config = tmp_path / "consentry.toml"
+    args = ["calibrate", "--dataset", str(faces_dir / "orl"), "--visits", "--identities", "10", "--gallery-size", "6",
+            "--templates", "5", "--fps", "5", "--repeats", "2", "--fmr", "1e-1", "--json"]
+    result = run_json(capsys, *args, "--write", str(config))
+    assert {"stated_rate", "gallery_size", "fps", "windows_per_visit", "threshold", "fnmr_per_visit",
+            "visits"} <= set(result)
+    assert (result["stated_rate"], result["gallery_size"], result["fps"]) == (0.1, 6, 5.0)
+    assert result["windows_per_visit"] == 15 - 3 + 1  # 3 s at 5 fps, from the 3rd good frame
+    assert result["visits"]["genuine"] > 0 and result["visits"]["stranger"] > 0
+    assert result["measured_false_grant_rate"] <= 0.1 and 0 <= result["fnmr_per_visit"] <= 1
+    assert tomllib.loads(config.read_text())["match"]["visit_threshold"] == result["threshold"]
+    rules = run_json(capsys, *args, "--compare-rules")["rules"]
+    assert set(rules) == {"mean", "weighted", "unit", "sequential"}
+    assert len({r["visits"]["stranger"] for r in rules.values()}) == 1  # the same visits for every rule
 
 
 def test_compare_scoring_reports_every_rule_on_the_same_draws(faces_dir, capsys):

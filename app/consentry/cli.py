@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__, cli_fleet, cli_vault
+from . import __version__, cli_fleet, cli_vault, cli_visits
 from .config import Settings, load_settings
 from .errors import ConfigError, ConsentryError
 
@@ -245,6 +245,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.clips:
         return _eval_clips(args)
+    if args.approach:
+        return cli_visits.eval_approach(args, _settings(args))
     curves: dict | None = {} if args.plot else None
     with _contenders(args) as contenders:
         if args.pairs:
@@ -267,7 +269,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if args.visits:
-        return _calibrate_visits(args, settings)
+        return cli_visits.calibrate_visits(args, settings, _contenders(args))
     if args.compare_scoring:
         from .evaluate.verify import compare_scoring, embedded_set
 
@@ -286,36 +288,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             "threshold": result["threshold"], "target_fmr": args.fmr, "calibrated_on": result["dataset"],
             "calibrated_at": result["date"], "impostor_comparisons": result["impostor_comparisons"],
             "calibrated_gallery_size": args.gallery_size, "calibrated_templates": args.templates})
-        save_settings(settings.model_copy(update={"match": match}), Path(args.write))
-        result["written_to"] = str(args.write)
-    _emit(result, args.json)
-    return 0
-
-
-def _calibrate_visits(args: argparse.Namespace, settings) -> int:
-    from .evaluate.verify import embedded_set
-    from .evaluate.visits import VisitPlan, calibrate_visits, clip_visits, embed_clips, stranger_still_visits
-
-    if settings.match.scoring != "centroid":
-        raise ConfigError("calibrate --visits scores subjects by the mean of their templates (match.scoring centroid)")
-    if args.write and args.rule != "mean":
-        raise ConfigError("only the mean rule's threshold is the door's visit_threshold; drop --write or --rule")
-    cfg = settings.tracking
-    plan = VisitPlan(min_frames=cfg.evidence_k, frames=cfg.evidence_n, clip_frames=round(cfg.visit_seconds * 15),
-                     gallery_size=args.gallery_size, templates=args.templates, rule=args.rule)
-    with _contenders(args) as (ours, *_):
-        ids, vecs = embedded_set(Path(args.dataset), ours)
-        extra = []
-        for folder in filter(None, (args.strangers or "").split(",")):
-            extra += stranger_still_visits(*embedded_set(Path(folder), ours), plan)
-        if args.clips:
-            extra += clip_visits(embed_clips(Path(args.clips), ours.embed), plan.clip_frames)
-    result = {"dataset": Path(args.dataset).name, "embedder": ours.model,
-              **calibrate_visits(ids, vecs, args.fmr, plan, extra)}
-    if args.write:
-        from .config import save_settings
-
-        match = settings.match.model_copy(update={"visit_threshold": result["threshold"]})
         save_settings(settings.model_copy(update={"match": match}), Path(args.write))
         result["written_to"] = str(args.write)
     _emit(result, args.json)
@@ -423,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--clips", help="folder of video clips with labels.csv (file,identity): each replayed "
                      "through the door (recognizer, liveness, policy) on the video's clock")
     sp.add_argument("--enrol", help="with --clips: labelled folder (file,identity) of stills or frames to enrol")
+    cli_visits.add_eval_arguments(src, sp)
     sp.add_argument("--root", help="image root for --pairs: ROOT/name/name_000n.jpg")
     sp.add_argument("--reference", choices=["dlib"], help="also run dlib's own pipeline on the same images")
     sp.add_argument("--also", help="more of our embedders to report, e.g. float16,float32")
@@ -438,19 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--templates", type=int, default=1,
                     help="templates per enrolled subject (the kiosk takes 5): a comparison is then a probe "
                     "against one subject's templates, as the gallery decides")
-    sp.add_argument("--visits", action="store_true",
-                    help="calibrate match.visit_threshold instead: visits decided as the door decides them "
-                    "(tracking.evidence_k/evidence_n), from images of one identity and from runs of --clips "
-                    "frames (tracking.visit_seconds at 15 fps); the rate is per stranger visit")
-    sp.add_argument("--rule", choices=["mean", "votes"], default="mean",
-                    help="with --visits: the door's mean-descriptor rule, or the 3-of-5 frame vote it replaced "
-                    "(for comparison; --write is refused for it)")
+    cli_visits.add_calibrate_arguments(sp)
     sp.add_argument("--compare-scoring", action="store_true",
                     help="report threshold and FNMR per rate for each way of scoring a subject's --templates "
                     "(nearest, mean distance, centroid) instead of calibrating")
-    sp.add_argument("--strangers", help="with --visits: more labelled still folders (comma-separated) whose "
-                    "identities are only ever strangers")
-    sp.add_argument("--clips", help="with --visits: a folder of video clips whose frame runs are stranger visits")
     sp.add_argument("--write", help="write the threshold, data set and date into this config file")
     sp.set_defaults(also=None)
     sp = add("eval-liveness", cmd_eval_liveness, "presentation-attack detection in ISO/IEC 30107-3 terms")

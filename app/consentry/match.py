@@ -115,6 +115,7 @@ class Gallery:
         self._starts = np.zeros(0, np.intp)  # first row of each subject
         self._centroids = np.zeros((0, DIM), np.float32)
         self._c_norms = np.zeros(0, np.float32)
+        self._unit_centroids = np.zeros((0, DIM), np.float32)
         self._scratch = np.zeros(0, np.float32)
         self._per_subject = np.zeros(0, np.float32)
         self._query = np.zeros(DIM, np.float32)
@@ -201,6 +202,16 @@ class Gallery:
         for k, vecs in enumerate(groups.values()):
             np.mean(np.stack(vecs), axis=0, out=self._centroids[k])
         self._c_norms = np.einsum("ij,ij->i", self._centroids, self._centroids)
+        old_units = self._unit_centroids
+        self._unit_centroids = np.zeros((len(groups), DIM), np.float32)
+        step = np.zeros(DIM, np.float32)
+        for k, vecs in enumerate(groups.values()):
+            row = self._unit_centroids[k]
+            for v in vecs:
+                row += np.multiply(v, 1.0 / max(float(np.linalg.norm(v)), 1e-12), out=step)
+            row *= 1.0 / max(float(np.linalg.norm(row)), 1e-12)
+        step.fill(0)
+        old_units.fill(0)
         self._scratch = np.zeros(len(rows), np.float32)
         self._per_subject = np.zeros(len(groups), np.float32)
         old_centroids.fill(0)
@@ -233,6 +244,16 @@ class Gallery:
         np.minimum.reduceat(partial, self._starts, out=self._per_subject)
         return self._per_subject
 
+    def _per_subject_unit(self, query: np.ndarray) -> np.ndarray:
+        """Squared chord distances 2 - 2 cos(q, u) to the unit centroids, in owned scratch (an
+        orthogonal deployment transform leaves them unchanged)."""
+        out = self._per_subject
+        norm = float(np.linalg.norm(query))
+        np.matmul(self._unit_centroids, query, out=out)
+        out *= -2.0 / max(norm, 1e-12)
+        out += 2.0
+        return out
+
     def _check(self, query: np.ndarray, model: str) -> np.ndarray:
         if model != self.model:
             raise ConfigError(f"embedding from {model} cannot be compared with {self.model} templates")
@@ -245,15 +266,22 @@ class Gallery:
         return q
 
     @_locked
-    def identify(self, query: np.ndarray, model: str, threshold: float | None = None) -> Decision:
+    def identify(self, query: np.ndarray, model: str, threshold: float | None = None,
+                 unit: bool = False) -> Decision:
         """1:N: the enrolled subject this face is, or ``unknown``. ``threshold`` replaces the
-        policy's (a visit's mean descriptor has its own, calibrated per visit)."""
+        policy's (a visit's mean descriptor has its own, calibrated per visit). ``unit``: the
+        query on the unit sphere against each subject's unit-normalised centroid (the mean of
+        its unit templates, normalised): a chord distance, on its own scale (the door's visit
+        rule ``match.visit_scoring = "unit"``; docs/thresholds.md)."""
         q = self._check(query, model)
         if not self._subjects:
             return UNKNOWN
         try:
-            per = self._per_subject_partial(q)
-            qq = float(q @ q)
+            if unit:
+                per, qq = self._per_subject_unit(q), 0.0
+            else:
+                per = self._per_subject_partial(q)
+                qq = float(q @ q)
             first = int(np.argmin(per))
             best = math.sqrt(max(float(per[first]) + qq, 0.0))
             second = None

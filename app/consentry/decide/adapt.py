@@ -45,13 +45,15 @@ class AdaptOptions:
     margin: float
     keep: int
     consents: frozenset[str] = frozenset({"consentry-door@2"})
+    unit: bool = False  # visit_scoring "unit": both distances on the unit sphere, as the door scores
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AdaptOptions | None:
         m = settings.match
         if not m.adapt:
             return None
-        return cls(m.visit_threshold or m.threshold, m.adapt_margin, m.adapt_max, frozenset(m.adapt_consents))
+        return cls(m.visit_threshold or m.threshold, m.adapt_margin, m.adapt_max, frozenset(m.adapt_consents),
+                   unit=m.visit_scoring == "unit")
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,9 @@ class _Witness:
     def __init__(self, hold: MatchHold, track_id: int, gallery) -> None:
         self._hold, self._track, self._gallery = hold, track_id, gallery
 
-    def identify(self, query: np.ndarray, model: str, threshold: float | None = None) -> Decision:
-        decision = self._gallery.identify(query, model, threshold=threshold)
+    def identify(self, query: np.ndarray, model: str, threshold: float | None = None,
+                 unit: bool = False) -> Decision:
+        decision = self._gallery.identify(query, model, threshold=threshold, unit=unit)
         if decision.matched:
             self._hold.keep(self._track, decision, query)
         return decision
@@ -159,7 +162,8 @@ class DoorAdapter:
             try:
                 if self.vault.consent_text(subject) not in self.options.consents:
                     return self._count(Learned("not_consented"))
-                outcome = judge(distance, self.vault.consent_distance(subject, self.model, vector), self.options)
+                consent = self.vault.consent_distance(subject, self.model, vector, unit=self.options.unit)
+                outcome = judge(distance, consent, self.options)
                 if outcome != "stored":
                     return self._count(Learned(outcome))
                 kept = self.vault.add_door_template(subject, vector, self.model, self.options.keep)

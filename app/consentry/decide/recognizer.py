@@ -124,7 +124,8 @@ class Recognizer:
 
 def visit_options(settings: Settings) -> VisitOptions:
     cfg = settings.tracking
-    return VisitOptions(threshold=settings.match.visit_threshold, min_frames=cfg.evidence_k, frames=cfg.evidence_n,
+    return VisitOptions(threshold=settings.match.visit_threshold, scoring=settings.match.visit_scoring,
+                        min_frames=cfg.evidence_k, frames=cfg.evidence_n,
                         budget_s=cfg.visit_seconds, stall_frames=max(cfg.visit_stall_frames, cfg.evidence_k),
                         grow=cfg.visit_regrow)
 

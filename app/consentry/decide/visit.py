@@ -36,9 +36,14 @@ class VisitOptions:
     is ``unknown`` (settled).
     stall_frames: a visit whose face has not grown by ``grow_stall`` over this many good frames
     (the person stopped approaching) settles early. grow: a settled ``unknown`` track whose face
-    width reaches this multiple of its width at settling is re-opened."""
+    width reaches this multiple of its width at settling is re-opened. scoring: ``mean`` (the
+    window's mean descriptor, L2 to the subject's centroid) or ``unit`` (the window's unit
+    descriptors averaged, on the unit sphere against the subject's unit-normalised centroid;
+    at an equal false-grant rate it turns away fewer people, docs/thresholds.md) — the
+    threshold belongs to the scoring it was calibrated with."""
 
     threshold: float | None = None
+    scoring: Literal["mean", "unit"] = "mean"
     min_frames: int = 3
     frames: int = 8
     budget_s: float = 3.0
@@ -51,6 +56,8 @@ class VisitOptions:
             raise ConfigError(f"a visit needs 1 <= min_frames <= frames, got {self.min_frames}, {self.frames}")
         if self.stall_frames < self.min_frames:
             raise ConfigError("stall_frames must be at least min_frames")
+        if self.scoring == "unit" and self.threshold is None:
+            raise ConfigError("unit visit scoring needs its own threshold (the per-image one is on another scale)")
 
 
 @dataclass(frozen=True)
@@ -97,13 +104,19 @@ class Visit:
         """One good frame's descriptor (face box ``width`` px) into an open visit; the verdict."""
         if self._started is None:
             self._started = now
-        self._buf[self._count % self.options.frames] = vector
+        slot = self._buf[self._count % self.options.frames]
+        slot[:] = vector
+        if self.options.scoring == "unit":
+            slot *= 1.0 / max(float(np.linalg.norm(slot)), 1e-12)
         self._count += 1
         self._widths.append(width)
         n = min(self._count, self.options.frames)
         if n >= self.options.min_frames:
             np.mean(self._buf[:n], axis=0, out=self._mean)
-            decision = gallery.identify(self._mean, model, threshold=self.options.threshold)
+            if self.options.scoring == "unit":
+                decision = gallery.identify(self._mean, model, threshold=self.options.threshold, unit=True)
+            else:
+                decision = gallery.identify(self._mean, model, threshold=self.options.threshold)
             self._mean.fill(0)  # scratch: recomputed from the buffer on the next frame
             if decision.matched:
                 return self._close(Verdict("match", decision.subject, decision.distance, n))

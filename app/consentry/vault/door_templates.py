@@ -68,15 +68,22 @@ class DoorTemplates:
             key = self._subject_key(subject)
             return self._open_rows(subject, key, model, False), self._open_rows(subject, key, model, True)
 
-    def consent_distance(self, subject: str, model: str, vector: np.ndarray) -> float | None:
+    def consent_distance(self, subject: str, model: str, vector: np.ndarray, *, unit: bool = False) -> float | None:
         """L2 distance of an (untransformed) descriptor to the centroid of the subject's
-        consent-time templates; None when it has none of ``model``. Every copy is zeroed."""
+        consent-time templates; None when it has none of ``model``. ``unit``: the chord distance
+        on the unit sphere (the descriptor and each template normalised, the centroid too), the
+        scale of the door's ``visit_scoring = "unit"``. Every copy is zeroed."""
         consent, door = self.subject_templates(subject, model)
         moved = self.transform @ np.asarray(vector, np.float32).reshape(crypto.DIM)
         try:
             if not consent:
                 return None
+            if unit:
+                for v in consent + [moved]:
+                    v *= 1.0 / max(float(np.linalg.norm(v)), 1e-12)
             centroid = np.mean(np.stack(consent), axis=0)
+            if unit:
+                centroid *= 1.0 / max(float(np.linalg.norm(centroid)), 1e-12)
             distance = math.sqrt(float(np.sum((centroid - moved) ** 2)))
             centroid.fill(0)
             return distance
