@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from consentry.runtime import Manifest
+from consentry.vault import KeyFile, Vault
 from consentry.vision.pipeline import FacePipeline
 from skimage import data
 
@@ -53,6 +54,19 @@ def astronaut() -> np.ndarray:
 def reference() -> dict[str, np.ndarray]:
     with np.load(ROOT / "tests" / "data" / "dlib_reference.npz") as z:
         return {k: z[k] for k in z.files}
+
+@pytest.fixture
+def keyfile(tmp_path) -> KeyFile:
+    kf = KeyFile(tmp_path / "keys" / "master.key")
+    kf.create()
+    return kf
+
+
+@pytest.fixture
+def vault(tmp_path, keyfile):
+    """A fresh, real vault (SQLite, AES-GCM) under tmp_path, open for the test."""
+    with Vault(tmp_path / "home", keyfile, create=True) as v:
+        yield v
 
 
 @pytest.fixture

@@ -23,19 +23,6 @@ T = 0.30
 OPTIONS = AdaptOptions(threshold=T, margin=0.05, keep=3)
 
 
-@pytest.fixture
-def keyfile(tmp_path) -> KeyFile:
-    kf = KeyFile(tmp_path / "keys" / "master.key")
-    kf.create()
-    return kf
-
-
-@pytest.fixture
-def vault(tmp_path, keyfile):
-    with Vault(tmp_path / "home", keyfile, create=True) as v:
-        yield v
-
-
 def consent(**fields):
     """A consent to the shipped door text that says a door learns (version 2)."""
     return consent_v1(**{"version": "2", **fields})
@@ -335,7 +322,23 @@ def test_visit_distances_are_those_of_every_window_mean():
     d = rng.standard_normal((20, 128)).astype(np.float32)
     c = rng.standard_normal(128).astype(np.float32)
     expected = [np.linalg.norm(d[i:i + 8].mean(axis=0) - c) for i in range(13)]
-    assert np.allclose(visit_distances(d, c, 8), expected, atol=1e-5)
+    assert np.allclose(visit_distances(d, c[None, :], 8), expected, atol=1e-5)
+
+
+def test_visit_distances_on_the_unit_scale_are_what_the_door_scores():
+    """visit_scoring "unit": the figures must be the gallery's own chord distances."""
+    from consentry.evaluate.adapt import visit_distances
+
+    rng = np.random.default_rng(5)
+    d = rng.standard_normal((12, 128)).astype(np.float32)
+    templates = [rng.standard_normal(128).astype(np.float32) * s for s in (0.5, 1.0, 2.0)]
+    gallery = Gallery(MODEL, MatchPolicy(0.4))
+    gallery.add("s", templates)
+    expected = []
+    for i in range(5):
+        window = d[i:i + 8] / np.linalg.norm(d[i:i + 8], axis=1, keepdims=True)
+        expected.append(gallery.identify(window.mean(axis=0), MODEL, threshold=9.0, unit=True).distance)
+    assert np.allclose(visit_distances(d, np.stack(templates), 8, unit=True), expected, atol=1e-4)
 
 
 def test_nobody_is_learned_from_who_agreed_to_a_text_that_did_not_say_so(vault):

@@ -78,6 +78,14 @@ def test_rules_on_the_same_visit():
     assert used < 20 and len(scores) == used - s.min_frames + 1  # strong evidence against: settled early
     unit = vv.centroids(rng.standard_normal((5, 128)), vv.UnitRule())
     assert np.linalg.norm(unit) == pytest.approx(1.0)
+    # On the unit scale and with no early rejection, the budget alone ends the visit.
+    seq = vv.SequentialRule(reference=0.4, reject=np.inf, unit=True)
+    assert np.linalg.norm(vv.centroids(rng.standard_normal((5, 128)), seq)) == pytest.approx(1.0)
+    cu = np.stack([vv.centroids(x[None, :], seq) for x in c])
+    scores, used = seq.visit(seq.frame(far), np.ones(20), cu, s)
+    assert used == 20 and len(scores) == 20 - s.min_frames + 1
+    d = np.linalg.norm(seq.frame(far)[:, None, :] - cu[None], axis=2)
+    assert np.allclose(scores, -np.cumsum(0.4 - d, axis=0)[s.min_frames - 1:])
 
 
 def test_correlation_and_mean_gain_measure_what_averaging_buys():

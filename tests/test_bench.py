@@ -19,6 +19,8 @@ def test_frame_bench_reports_every_stage(tmp_path, capsys):
     assert {"decode", "detect", "landmarks", "quality", "refine", "align", "embed", "match", "frame",
             "detect_no_face"} <= result["stages"].keys()
     assert result["search"]["gallery_size"] == 1000 and result["peak_rss_mb"] > 0
+    run = result["run"]  # `consentry run` itself, as a child process with 1000 enrolled
+    assert run["enrolled"] == run["loaded"] == 1000 and run["frames"] == 2 and 50 < run["peak_rss_mb"] < 1000
     assert "ratio_vs_face_recognition" not in result
     macs = result["macs"]
     assert 260 < macs["models"]["dlib_resnet_v1_int8"]["mmac"] < 280  # the model card's ~271 M multiply-adds

@@ -29,11 +29,22 @@ def test_enrolled_person_is_let_in_within_a_second_and_the_stage_clip_gives_no_g
     video = faces_dir / "video"
     labels(clips, [(video / "webcam_person_a_lighting.wmv", "person_a"),
                    (video / "short_hamilton_clip.mp4", "lin_manuel_miranda")])
-    result = eval_door_clips(clips, enrol, Settings())  # the door's defaults, liveness included
+    traces: dict[str, list] = {}
+    settings = Settings()  # the door's defaults, liveness included
+    result = eval_door_clips(clips, enrol, settings, trace=lambda clip, row: traces.setdefault(clip, []).append(row))
     person, stage = result["clips"]
     assert person["granted_to"] == "person_a" and person["time_to_grant_s"] <= 1.0
     assert stage["granted_to"] is None and result["strangers_granted"] == 0
     assert result["liveness"] == "passive"
+    # --trace: the enrolled person's wait, frame by frame; nothing scored about the strangers
+    mine = traces["webcam_person_a_lighting.wmv"]
+    matched = next(r for r in mine if r.state == "match")
+    assert matched.distance is not None and matched.distance <= settings.match.visit_threshold
+    before = [r.window for r in mine[:mine.index(matched)] if r.window is not None]
+    assert all(w > settings.match.visit_threshold for w in before)
+    assert any(r.liveness == "passed" for r in mine)
+    assert traces["short_hamilton_clip.mp4"]
+    assert all(r.window is None and r.distance is None for r in traces["short_hamilton_clip.mp4"])
 
 
 @pytest.mark.slow

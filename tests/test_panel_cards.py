@@ -13,14 +13,6 @@ from consentry.vault.store import DB_NAME
 from tests.test_vault import MODEL, consent, store_bytes, vectors
 
 
-@pytest.fixture
-def vault(tmp_path):
-    kf = KeyFile(tmp_path / "keys" / "master.key")
-    kf.create()
-    with Vault(tmp_path / "home", kf, create=True) as v:
-        yield v
-
-
 def test_card_sealed_unique_and_destroyed(vault, tmp_path):
     a = vault.enroll("A", consent(), vectors(1), MODEL, card=Card(17, 40961))
     b = vault.enroll("B", consent(), vectors(2), MODEL)

@@ -46,3 +46,41 @@ def test_pipeline_chip_points_start_from_the_mesh_and_land_on_dlibs(pipeline, pr
     assert max(abs(a - b) for a, b in zip(rect, DLIB[0][1], strict=True)) < 12  # near dlib's own HOG box
     points = pipeline.five_points(astronaut, face)
     assert np.abs(points - np.array(DLIB[0][2])).max() <= 2.0
+
+
+def test_closed_form_rect_is_the_least_squares_one(predictor):
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        five = predictor.initial * rng.uniform(40, 400) + rng.uniform(0, 600, 2) + rng.normal(0, 3, (5, 2))
+        assert predictor.rect_for(five) == rect_from_points(predictor.initial, five)
+
+
+def test_leaf_sums_accumulate_tree_by_tree_in_float32():
+    # the predictor's einsum over the trees' axis must add row after row (dlib's order), not pairwise
+    rng = np.random.default_rng(4)
+    rows = (rng.standard_normal((501, 10)) * 10.0 ** rng.uniform(-4, 0, (501, 1))).astype(np.float32)
+    assert np.array_equal(np.einsum("ij->j", rows), np.cumsum(rows, axis=0, dtype=np.float32)[-1])
+
+
+def test_predict_leaves_no_face_samples_behind(predictor, astronaut):
+    predictor.predict(astronaut, DLIB[0][1])
+    for buf in (predictor._values, predictor._gathered, predictor._rgb, predictor._grey, predictor._bits,
+                predictor._sum):
+        assert not buf.any()
+
+
+def test_greyscale_and_rgba_frames_sample_the_same_intensities(predictor, astronaut):
+    rect = DLIB[0][1]
+    grey = ((astronaut.astype(np.uint16).sum(axis=2)) // 3).astype(np.uint8)
+    rgba = np.dstack([astronaut, np.full(astronaut.shape[:2], 255, np.uint8)])
+    expected = predictor.predict(astronaut, rect)
+    assert np.array_equal(predictor.predict(grey, rect), expected)
+    assert np.array_equal(predictor.predict(rgba, rect), expected)
+
+
+def test_one_rounded_transform_is_dlibs_integer_mean_of_rgb():
+    from consentry.vision.shape5 import _MEAN_RGB
+
+    rgb = np.stack(np.meshgrid(np.arange(256), np.arange(256), np.arange(0, 256, 5), indexing="ij"), -1)
+    rgb = rgb.reshape(1, -1, 3).astype(np.uint8)
+    assert np.array_equal(cv2.transform(rgb, _MEAN_RGB)[0], rgb[0].astype(np.int32).sum(axis=1) // 3)

@@ -40,19 +40,6 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def keyfile(tmp_path) -> KeyFile:
-    kf = KeyFile(tmp_path / "keys" / "master.key")
-    kf.create()
-    return kf
-
-
-@pytest.fixture
-def vault(tmp_path, keyfile):
-    with Vault(tmp_path / "home", keyfile, create=True) as v:
-        yield v
-
-
 def store_bytes(home) -> bytes:
     """Every byte of the database and its WAL / journal files."""
     return b"".join((home / f"{DB_NAME}{suffix}").read_bytes() for suffix in ("", "-wal", "-journal", "-shm")

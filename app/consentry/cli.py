@@ -146,7 +146,12 @@ def _bench_frames(args: argparse.Namespace) -> int:
         result["pipelines"] = pipeline_comparison(settings.model_copy(update={"vision": vision}), Path(args.video),
                                                   args.frames)
     if args.gallery_size:
+        from .evaluate.run_memory import run_peak_rss
+
         result["search"] = fb.bench_search(pipeline.embedder.name, args.gallery_size)
+        if args.images:  # the appliance itself: `consentry run` over the same frames with N enrolled
+            result["run"] = run_peak_rss(Path(args.images), pipeline.embedder.name, args.gallery_size,
+                                         frames=result["frames"], config=args.config)
     _emit(result, args.json)
     return 0
 
@@ -226,8 +231,12 @@ def _eval_clips(args: argparse.Namespace) -> int:
     if not args.enrol:
         raise ConfigError("--clips needs --enrol (a labelled folder of stills or frames to enrol from)")
     settings = _settings(args)
+    trace = None
+    if args.trace:
+        def trace(clip, row):
+            print(f"{clip} {row.line()}", file=sys.stderr)
     result = eval_door_clips(Path(args.clips), Path(args.enrol), settings,
-                             progress=lambda line: print(line, file=sys.stderr))
+                             progress=lambda line: print(line, file=sys.stderr), trace=trace)
     print(json.dumps(result) if args.json else table(result))
     return 0
 
@@ -373,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--video", help="video file: time the whole path frame by frame")
     sp.add_argument("--frames", type=int, default=None, help="at most this many frames of --images/--video")
     sp.add_argument("--vs", choices=["face_recognition"], help="also time face_recognition on the same frames")
-    sp.add_argument("--gallery-size", type=int, default=None, help="also time 1:N over N synthetic templates")
+    sp.add_argument("--gallery-size", type=int, default=None, help="also time 1:N over N synthetic templates "
+                    "and, with --images, measure the peak RSS of `consentry run` with N enrolled")
     src.add_argument("--field", action="store_true",
                      help="a sustained run on the live camera: per-minute fps, per-stage p50/p90, time to decision, "
                      "CPU temperature, throttling, RSS (no frame is kept)")
@@ -395,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--clips", help="folder of video clips with labels.csv (file,identity): each replayed "
                      "through the door (recognizer, liveness, policy) on the video's clock")
     sp.add_argument("--enrol", help="with --clips: labelled folder (file,identity) of stills or frames to enrol")
+    sp.add_argument("--trace", action="store_true", help="with --clips: print what the door sees, frame by frame "
+                    "(gates, visit window distances for enrolled identities' clips, re-opens, liveness) to stderr")
     cli_visits.add_eval_arguments(src, sp)
     sp.add_argument("--root", help="image root for --pairs: ROOT/name/name_000n.jpg")
     sp.add_argument("--reference", choices=["dlib"], help="also run dlib's own pipeline on the same images")

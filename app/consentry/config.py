@@ -146,11 +146,11 @@ class MatchConfig(_Strict):
                         "and within visit_threshold of the consent-time centroid, the door keeps that descriptor "
                         "as a template of the subject (encrypted, destroyed with the subject, never replicated). "
                         "False: nothing is learned and door templates already kept are destroyed at start.")
-    adapt_margin: float = Field(0.03, ge=0, lt=1, description="How far (L2) inside visit_threshold a granted "
-                                "visit must be to be learned. 0.03: of the webcam person's first matching visits "
-                                "it learns 30 % at visit_threshold 0.2982 and 96 % at 0.40, while CelebA stranger "
-                                "matches against 5-template centroids fall from 15 to 3 in 142,443 between 0.40 "
-                                "and 0.37 (docs/thresholds.md, door templates).")
+    adapt_margin: float = Field(0.03, ge=0, lt=1, description="How far inside visit_threshold (on "
+                                "visit_scoring's scale) a granted visit must be to be learned. 0.03 at the unit "
+                                "scale and 0.2356: it learns 46 % of the webcam person's first matching visits, "
+                                "while CelebA stranger stills within reach of 5-template unit centroids fall from "
+                                "2 to 1 in 142,443 (docs/thresholds.md, door templates).")
     adapt_max: int = Field(3, ge=1, le=10, description="Door templates kept per subject (the oldest replaced; "
                            "consent-time templates are never displaced).")
     adapt_consents: list[str] = Field(["consentry-door@2"], description="Consent texts (id@version) that tell "

@@ -252,7 +252,7 @@ class Model:
                     raise ValueError(f"{self.entry.name} has {len(self.outputs)} outputs; out= needs one")
                 np.copyto(out, self._interp.tensor(self.outputs[0].index)().reshape(out.shape))
                 return [out]
-            return [self._interp.get_tensor(o.index).copy() for o in self.outputs]
+            return [self._interp.get_tensor(o.index) for o in self.outputs]  # get_tensor copies already
 
     def close(self) -> None:
         with self._lock:

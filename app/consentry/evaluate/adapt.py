@@ -53,10 +53,22 @@ def clip_descriptors(pipeline, path: Path) -> np.ndarray:
     return np.stack(out)
 
 
-def visit_distances(descriptors: np.ndarray, centroid: np.ndarray, frames: int) -> np.ndarray:
-    """Distance of every window of ``frames`` consecutive good frames' mean to ``centroid``."""
+def _units(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+
+
+def visit_distances(descriptors: np.ndarray, templates: np.ndarray, frames: int, unit: bool = False) -> np.ndarray:
+    """Distance of every window of ``frames`` consecutive good frames to the subject whose
+    (k, 128) ``templates`` are given, as the door scores a visit: the window's mean to the
+    templates' mean, or (``unit``, visit_scoring "unit") the window's unit descriptors averaged
+    and normalised, against the normalised mean of the unit templates (a chord distance)."""
+    if unit:
+        descriptors, templates = _units(descriptors), _units(templates)
+    centroid = np.mean(templates, axis=0)
     kernel = np.cumsum(np.vstack([np.zeros((1, descriptors.shape[1])), descriptors]), axis=0)
     means = (kernel[frames:] - kernel[:-frames]) / frames
+    if unit:
+        means, centroid = _units(means), _units(centroid)
     return np.linalg.norm(means - centroid, axis=1)
 
 
@@ -98,7 +110,7 @@ def learn(settings: Settings, pipeline, enrol: list[np.ndarray], door_clip: Path
         def adapt(track, who, granted, liveness):
             held = hold.peek(track)
             distance = held[1] if held else None
-            consent = vault.consent_distance(who, model, held[2]) if held else None
+            consent = vault.consent_distance(who, model, held[2], unit=options.unit) if held else None
             outcome = adapter(track, who, granted, liveness)
             offers.append({"outcome": outcome.outcome, "visit_distance": distance,
                            "consent_distance": None if consent is None else round(consent, 3)})
@@ -173,7 +185,8 @@ def stranger_tail(still_set: Path, settings: Settings, thresholds: list[float], 
 
     with contenders(settings) as (ours, *_):
         ids, vecs = embedded_set(still_set, ours, quiet=True)
-    _, impostor = subject_scores(ids, vecs, templates)
+    scoring = "unit" if settings.match.visit_scoring == "unit" else "centroid"
+    _, impostor = subject_scores(ids, vecs, templates, scoring=scoring)
     vecs.fill(0)
     return {"impostor_comparisons": int(impostor.size),
             "false_matches": {f"{t:.4f}": int(np.sum(impostor <= t)) for t in thresholds}}
@@ -188,6 +201,7 @@ def evaluate(clips: Path, settings: Settings, templates: int = 5, progress=None)
         if path.name.startswith("webcam"):
             webcam.setdefault(identity, []).append(path)
     threshold = settings.match.visit_threshold or settings.match.threshold
+    unit = settings.match.visit_scoring == "unit"
     frames = settings.tracking.evidence_n
     rows = []
     with pipeline_from_config(settings.vision, settings.quality) as pipeline:
@@ -207,15 +221,15 @@ def evaluate(clips: Path, settings: Settings, templates: int = 5, progress=None)
                 vectors = video_templates(pipeline, enrol, templates).vectors
                 with tempfile.TemporaryDirectory() as tmp:
                     learned = learn(settings, pipeline, vectors, door, Path(tmp))
-                before = np.mean(np.stack(learned["consent"]), axis=0)
-                after = np.mean(np.stack(learned["consent"] + learned["door"]), axis=0)
+                before = np.stack(learned["consent"])
+                after = np.stack(learned["consent"] + learned["door"])
                 probe = descriptors[measure.name]
                 rows.append({"enrol": enrol.name, "door": door.name, "measure": measure.name,
                              "door_granted": learned["granted"], "door_time_to_grant_s": learned["time_to_grant_s"],
                              "offers": learned["offers"], "door_templates": len(learned["door"]),
-                             "before": _figures(visit_distances(probe, before, frames), threshold),
-                             "after": _figures(visit_distances(probe, after, frames), threshold)})
-                for v in vectors + learned["consent"] + learned["door"]:
+                             "before": _figures(visit_distances(probe, before, frames, unit), threshold),
+                             "after": _figures(visit_distances(probe, after, frames, unit), threshold)})
+                for v in vectors + learned["consent"] + learned["door"] + [before, after]:
                     v.fill(0)
                 if progress:
                     progress(json.dumps(rows[-1]))

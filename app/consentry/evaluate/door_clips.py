@@ -97,14 +97,21 @@ def video_templates(pipeline: FacePipeline, path: Path, count: int) -> list[np.n
     return out
 
 
-def replay_clip(path: Path, recognizer, door_policy_factory, clock: _VideoClock) -> dict:
-    """Frames of one clip through recognizer and door policy; the first grant and its time."""
+def replay_clip(path: Path, recognizer, door_policy_factory, clock: _VideoClock,
+                trace: Callable | None = None, scored: bool = False) -> dict:
+    """Frames of one clip through recognizer and door policy; the first grant and its time.
+    ``trace``: called with each frame's evaluate/door_trace.py FrameTrace rows (window
+    distances only when ``scored``: the clip's identity is enrolled)."""
     from ..camera.sources import OpenCVSource
+    from .door_trace import TracingGate, frame_traces
 
     source = OpenCVSource(str(path), finite=True)
     fps = source.fps
     events: list[dict] = []
     policy = door_policy_factory(lambda topic, payload: events.append({"topic": topic, **payload}))
+    gate = None
+    if trace is not None and policy.liveness is not None:
+        gate = policy.liveness = TracingGate(policy.liveness)
     first_face, frames, grant = None, 0, None
     track_seen: dict[int, float] = {}  # each track's first detection
     try:
@@ -117,6 +124,9 @@ def replay_clip(path: Path, recognizer, door_policy_factory, clock: _VideoClock)
             for r in results:
                 track_seen.setdefault(r.track_id, clock.now)
             policy.handle(results, 0.0, frame, alive=set(recognizer.tracker.tracks))
+            if trace is not None:
+                for row in frame_traces(clock.now, results, recognizer, gate, scored):
+                    trace(row)
             frame.fill(0)
             granted = [e for e in events if e["topic"] == "event/access" and e.get("decision") == "granted"]
             if granted and grant is None:
@@ -133,7 +143,8 @@ def replay_clip(path: Path, recognizer, door_policy_factory, clock: _VideoClock)
 
 
 def eval_door_clips(clips: Path, enrol: Path, settings: Settings,
-                    progress: Callable[[str], None] | None = None) -> dict:
+                    progress: Callable[[str], None] | None = None, trace: Callable | None = None) -> dict:
+    """``trace(clip_name, FrameTrace)``: every frame's view of the door (evaluate/door_trace.py)."""
     from ..decide.door import DoorPolicy
     from ..decide.recognizer import Recognizer, visit_options
     from ..vision.factory import pipeline_from_config, tracking_options
@@ -153,8 +164,9 @@ def eval_door_clips(clips: Path, enrol: Path, settings: Settings,
                     return DoorPolicy(_settings.door, _Door(), publish, clock=clock,
                                       liveness=liveness_factory(publish) if liveness_factory else None)
 
-                out = replay_clip(path, recognizer, policy, clock)
                 is_enrolled = enrolled.get(identity, 0) > 0
+                out = replay_clip(path, recognizer, policy, clock, scored=is_enrolled,
+                                  trace=None if trace is None else (lambda row, _n=path.name: trace(_n, row)))
                 rows.append({"clip": path.name, "identity": identity, "enrolled": is_enrolled,
                              "granted": out["granted_to"] is not None,
                              "correct": out["granted_to"] == identity if is_enrolled else out["granted_to"] is None,

@@ -206,7 +206,8 @@ def subject_scores(ids: np.ndarray, vecs: np.ndarray, templates: int, seed: int 
                    scoring: str = "centroid") -> tuple[np.ndarray, np.ndarray]:
     """(genuine, impostor) scores as the appliance sees them when each subject is enrolled
     with ``templates`` images: the distance from a probe to a subject is the distance to the
-    mean of that subject's templates (``centroid``) or the minimum over them (``nearest``).
+    mean of that subject's templates (``centroid``), the chord distance of the unit probe to
+    the normalised mean of the unit templates (``unit``), or the minimum over them (``nearest``).
     Identities with fewer than templates + 1 images are probes only."""
     rng = np.random.default_rng(seed)
     owner, rows = [], []
@@ -217,7 +218,12 @@ def subject_scores(ids: np.ndarray, vecs: np.ndarray, templates: int, seed: int 
             rows.append(mine[:templates])
     if not owner:
         raise EvaluationError(f"no identity has more than {templates} images")
-    if scoring == "centroid":
+    if scoring == "unit":  # visit_scoring "unit": unit probes against normalised means of unit templates
+        vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        centroids = np.stack([vecs[r].mean(axis=0) for r in rows])
+        centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+        per_subject = np.linalg.norm(vecs[:, None, :] - centroids[None, :, :], axis=2)
+    elif scoring == "centroid":
         centroids = np.stack([vecs[r].mean(axis=0) for r in rows])
         per_subject = np.linalg.norm(vecs[:, None, :] - centroids[None, :, :], axis=2)  # (images, subjects)
     else:

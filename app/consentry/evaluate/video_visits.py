@@ -127,8 +127,17 @@ class SequentialRule(MeanRule):
 
     name = "sequential"
 
-    def __init__(self, reference: float = 0.45, reject: float = 1.0) -> None:
-        self.reference, self.reject = reference, reject
+    def __init__(self, reference: float = 0.403, reject: float = math.inf, unit: bool = True) -> None:
+        """``unit``: per-frame chord distances of unit descriptors to the unit-normalised
+        centroid (the door's visit scale) instead of L2 to the mean; ``reject`` may be inf (no
+        early ``unknown``: the budget ends the visit, so a stranger gets no extra re-opens).
+        Defaults (docs/thresholds.md): the textbook SPRT reference, midway between the mean
+        per-frame chord distance of genuine frames (0.266) and of impostor frames (0.540) on the
+        calibration visits; no early rejection (it changed no FNMR and added re-opens)."""
+        self.reference, self.reject, self.unit = reference, reject, unit
+
+    def frame(self, vecs):
+        return _unit(vecs) if self.unit else vecs
 
     def visit(self, f, w, c, s):
         if len(f) < s.min_frames:
@@ -227,7 +236,7 @@ class Plan:
 
 def centroids(templates: np.ndarray, rule) -> np.ndarray:
     """A subject's reference for ``rule`` from its (K, 128) templates."""
-    if isinstance(rule, UnitRule):
+    if isinstance(rule, UnitRule) or getattr(rule, "unit", False):
         return _unit(_unit(templates).mean(axis=0))
     return templates.mean(axis=0)
 

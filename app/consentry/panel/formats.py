@@ -12,9 +12,13 @@ zeros at the end (26 bits -> 4 bytes), on Wiegand one pulse per bit (D0 for 0, D
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ConsentryError
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("h10301", "h10304", "raw")
 # (facility bits, card bits) of the formats with parity
@@ -116,3 +120,23 @@ def unpack(data: bytes, length: int) -> tuple[int, ...]:
     if length > len(data) * 8:
         raise ValueError(f"{length} bits do not fit in {len(data)} bytes")
     return tuple((data[i // 8] >> (7 - i % 8)) & 1 for i in range(length))
+
+
+def grant_frame(cfg, card_for: Callable[[str], Card | None], subject: str | None, reason: str,
+                listener: Callable[[str, dict], None]) -> Frame | None:
+    """The frame a panel output sends for a grant: ``subject``'s card in ``cfg.card_format``.
+    None for anything but a grant, or when the card is missing or unusable (said in the log and
+    to ``listener``, never with the number)."""
+    if reason != "grant" or subject is None:
+        return None
+    try:
+        card = card_for(subject)
+    except ConsentryError as exc:
+        log.error("grant for %s: its card cannot be used (%s); nothing sent", subject, exc)
+        listener("credential_unusable", {})
+        return None
+    if card is None:
+        log.warning("grant for %s: no card registered (`consentry subjects card`); nothing sent", subject)
+        listener("credential_missing", {})
+        return None
+    return encode(cfg.card_format, card, cfg.raw_bits)

@@ -25,8 +25,8 @@ import osdp
 import serial
 
 from ..config import PanelConfig
-from ..errors import ConfigError, ConsentryError
-from .formats import Card, encode
+from ..errors import ConfigError
+from .formats import Card, grant_frame
 
 log = logging.getLogger(__name__)
 
@@ -309,19 +309,9 @@ class OsdpReader:
     # -- a grant --------------------------------------------------------------------------
     def unlock(self, seconds: float, reason: str = "grant", subject: str | None = None) -> None:
         """One card read for ``subject``'s credential; anything else sends nothing."""
-        if reason != "grant" or subject is None:
+        frame = grant_frame(self.cfg, self.card_for, subject, reason, self.listener)
+        if frame is None:
             return
-        try:
-            card = self.card_for(subject)
-        except ConsentryError as exc:
-            log.error("grant for %s: its card cannot be used (%s); nothing sent", subject, exc)
-            self.listener("credential_unusable", {})
-            return
-        if card is None:
-            log.warning("grant for %s: no card registered (`consentry subjects card`); nothing sent", subject)
-            self.listener("credential_missing", {})
-            return
-        frame = encode(self.cfg.card_format, card, self.cfg.raw_bits)
         event = {"event": osdp.Event.CardRead, "reader_no": 0, "direction": 0, "format": osdp.CardFormat.Wiegand,
                  "length": frame.length, "data": frame.packed()}
         with self._pending_lock:  # a newer grant replaces one still waiting for the link

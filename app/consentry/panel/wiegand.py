@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..config import PanelConfig
-from ..errors import ConfigError, ConsentryError
-from .formats import Card, encode
+from ..errors import ConfigError
+from .formats import Card, grant_frame
 
 log = logging.getLogger(__name__)
 
@@ -147,18 +147,9 @@ class WiegandOutput:
         self._lock = threading.Lock()  # one frame at a time: interleaved pulses are noise to a panel
 
     def unlock(self, seconds: float, reason: str = "grant", subject: str | None = None) -> None:
-        if reason != "grant" or subject is None:
+        frame = grant_frame(self.cfg, self.card_for, subject, reason, self.listener)
+        if frame is None:
             return
-        try:
-            card = self.card_for(subject)
-        except ConsentryError as exc:
-            log.error("grant for %s: its card cannot be used (%s); nothing sent", subject, exc)
-            return
-        if card is None:
-            log.warning("grant for %s: no card registered; nothing sent", subject)
-            self.listener("credential_missing", {})
-            return
-        frame = encode(self.cfg.card_format, card, self.cfg.raw_bits)
         try:
             with self._lock:
                 self.writer.send(schedule(frame.bits, self.cfg.pulse_us, self.cfg.interval_us))

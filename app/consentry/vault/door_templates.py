@@ -162,14 +162,3 @@ class DoorTemplates:
     def _delete_door_templates(self, subject: str) -> int:
         """Inside the caller's transaction (revocation, expiry, a replaced site record)."""
         return int(self._conn.execute("DELETE FROM door_templates WHERE subject_id=?", (subject,)).rowcount)
-
-    def _retransform_door(self, subject: str, data_key: bytes, change: np.ndarray) -> None:
-        for tid, model, ct in self._conn.execute("SELECT id, model, ct FROM door_templates WHERE subject_id=?",
-                                                 (subject,)).fetchall():
-            aad = aad_door_template(subject, tid, model)
-            vector = crypto.bytes_vector(crypto.unseal(data_key, bytes(ct), aad, f"door template {tid}"))
-            moved = change @ vector
-            self._conn.execute("UPDATE door_templates SET ct=? WHERE id=?",
-                               (crypto.seal(data_key, crypto.vector_bytes(moved), aad), tid))
-            vector.fill(0)
-            moved.fill(0)

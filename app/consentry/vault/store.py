@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import SubjectNotFound, TemplateIntegrityError, VaultError, VaultMissing, WrongKey
 from . import crypto, schema
 from . import rows as macs
+from .aad import aad_door_template
 from .aad import aad_key as _aad_key
 from .aad import aad_name as _aad_name
 from .aad import aad_template as _aad_template
@@ -533,16 +534,20 @@ class Vault(DoorTemplates, FleetRows, CardRows):
         return len(rows)
 
     def _retransform(self, sid: str, data_key: bytes, change: np.ndarray) -> None:
-        for tid, model, ct in self._conn.execute("SELECT id, model, ct FROM templates WHERE subject_id=?",
+        self._reseal_moved("templates", _aad_template, "template", sid, data_key, change)
+        self._reseal_moved("door_templates", aad_door_template, "door template", sid, data_key, change)
+
+    def _reseal_moved(self, table: str, aad_of, label: str, sid: str, data_key: bytes, change: np.ndarray) -> None:
+        """Every template of ``sid`` in ``table`` moved by ``change`` and sealed again under its row's AAD."""
+        for tid, model, ct in self._conn.execute(f"SELECT id, model, ct FROM {table} WHERE subject_id=?",
                                                  (sid,)).fetchall():
-            aad = _aad_template(sid, tid, model)
-            vector = crypto.bytes_vector(crypto.unseal(data_key, bytes(ct), aad, f"template {tid}"))
+            aad = aad_of(sid, tid, model)
+            vector = crypto.bytes_vector(crypto.unseal(data_key, bytes(ct), aad, f"{label} {tid}"))
             moved = change @ vector
-            self._conn.execute("UPDATE templates SET ct=? WHERE id=?",
+            self._conn.execute(f"UPDATE {table} SET ct=? WHERE id=?",
                                (crypto.seal(data_key, crypto.vector_bytes(moved), aad), tid))
             vector.fill(0)
             moved.fill(0)
-        self._retransform_door(sid, data_key, change)
 
     def audit_entries(self, limit: int | None = None) -> list[dict]:
         """The newest audit entries first (under the vault's lock: the web page reads them while

@@ -103,9 +103,11 @@ class BlazeFaceDetector:
         scale = self.size / max(h, w)
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
         if scale < 0.25:
-            # Area-averaging a large frame straight to 128 px costs ~6 ms on a 2 MP photo;
-            # bilinear to four times the size first, then area 4:1, costs ~0.2 ms.
-            wide = cv2.resize(rgb, (4 * nw, 4 * nh), interpolation=cv2.INTER_LINEAR)
+            # Area-averaging a large frame straight to 128 px costs ~6 ms on a 2 MP photo (1 ms
+            # on 800x533). Bilinear to twice the size first, then area 2:1, costs 0.13 ms there
+            # (four times the size, 0.52 ms, was a third of a frame without a face; on the shared
+            # CelebA and deepface sets 2x keeps verification accuracy within 0.03 points).
+            wide = cv2.resize(rgb, (2 * nw, 2 * nh), interpolation=cv2.INTER_LINEAR)
             resized = cv2.resize(wide, (nw, nh), interpolation=cv2.INTER_AREA)
             wide.fill(0)
         else:

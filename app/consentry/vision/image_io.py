@@ -98,4 +98,6 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageError(f"image {path} could not be decoded: {str(exc).strip()[:200]}") from None
     if decoded is None or decoded.ndim != 3 or min(decoded.shape[:2]) < MIN_SIDE:
         raise ImageError(f"image {path} is not a readable image (corrupt or unsupported format)")
-    return np.ascontiguousarray(cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB))
+    # in place: a second full-size copy would double a large still's peak memory (a 14 MP photo
+    # is 42 MB) and leave a BGR copy of the frame behind
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB, dst=decoded)

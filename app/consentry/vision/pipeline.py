@@ -14,7 +14,7 @@ from .detector import BlazeFaceDetector, DetectorOptions
 from .embedder import EMBEDDING_DIM, FaceEmbedder
 from .landmarks import FaceMesh
 from .quality import Quality, QualityGate, QualityOptions
-from .shape5 import ShapePredictor5, rect_from_points
+from .shape5 import ShapePredictor5
 from .types import Detection, Embedding, Landmarks
 
 log = logging.getLogger(__name__)
@@ -125,8 +125,7 @@ class FacePipeline:
         the mesh alone), rounded to whole pixels as dlib's are."""
         if self.refiner is None:
             return face.landmarks.five
-        rect = rect_from_points(self.refiner.initial, face.landmarks.five)
-        return np.floor(self.refiner.predict(image, rect) + 0.5)
+        return np.floor(self.refiner.predict(image, self.refiner.rect_for(face.landmarks.five)) + 0.5)
 
     def wipe(self) -> None:
         """Zero every buffer that held a face; call once the decisions about a frame are final."""
