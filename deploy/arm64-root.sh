@@ -3,7 +3,7 @@
 # and commands run inside it. Callers set: src, cache, mirror, release, root.
 # shellcheck shell=bash
 packages=python3,python3-venv,python3-pip,python3-numpy,python3-opencv,python3-cryptography,python3-gpiozero,\
-python3-argon2,python3-pil,python3-waitress,ca-certificates,systemd,mosquitto,mosquitto-clients,passwd
+python3-argon2,python3-pil,python3-waitress,python3-babel,ca-certificates,systemd,mosquitto,mosquitto-clients,passwd
 
 say() { printf '\n== %s\n' "$*"; }
 fail() { printf '\n%s FAILED (%s): %s\n' "${task:-PI-CHECK}" "$release" "$*" >&2; exit 1; }

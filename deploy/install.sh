@@ -65,7 +65,7 @@ if [ "$secrets_only" = 1 ]; then secrets; exit 0; fi
 # Raspberry Pi OS has picamera2 and the kiosk's chromium; plain Debian (the arm64 proof in
 # `make pi-check`) has no python3-picamera2, and the camera then falls back to OpenCV (V4L2).
 packages="python3-venv python3-numpy python3-opencv python3-cryptography python3-gpiozero python3-argon2 \
-  python3-pil python3-waitress python3-serial mosquitto mosquitto-clients curl passwd"
+  python3-pil python3-waitress python3-serial python3-babel mosquitto mosquitto-clients curl passwd"
 in_archive() { [ "$dry" = 1 ] || apt-cache show "$1" >/dev/null 2>&1; }
 run apt-get update
 if in_archive python3-picamera2; then packages="$packages python3-picamera2"

@@ -21,7 +21,8 @@ axe_sync = pytest.importorskip("axe_playwright_python.sync_playwright",
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 PIN = "2468"
-PUBLIC = ("/", "/enroll", "/forget", "/admin", "/privacy")
+PUBLIC = ("/", "/enroll", "/forget", "/admin", "/privacy", "/mydata")
+LOCALES = {"en-US": "en", "de-DE": "de", "fr-FR": "fr", "es-ES": "es"}
 WCAG = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]},
         "resultTypes": ["violations"]}
 
@@ -91,3 +92,47 @@ def test_consent_screen_carries_the_model_notice(page):
     assert "7,485 people" in notice.inner_text() and "No face seen by this device trains" in notice.inner_text()
     assert notice.locator("a[href='/privacy']").count() == 1
     assert violations(page) == []
+
+
+def test_every_public_page_in_every_language_passes_axe(browser, server):
+    """One browser, one context per language (the browser's own Accept-Language): each public
+    page in Chromium has <html lang> right, a translated heading, and no WCAG 2.2 A/AA violation."""
+    from consentry.web import i18n
+
+    headings: dict[str, dict[str, str]] = {}
+    problems = []
+    for locale, lang in LOCALES.items():
+        context = browser.new_context(base_url=server.url, locale=locale, viewport={"width": 1024, "height": 700})
+        page = context.new_page()
+        for path in PUBLIC:
+            page.goto(path)
+            if page.get_attribute("html", "lang") != lang:
+                problems.append(f"{locale} {path}: <html lang={page.get_attribute('html', 'lang')!r}>")
+            headings.setdefault(path, {})[lang] = page.inner_text("h1")
+            found = violations(page)
+            if found:
+                problems.append(f"{locale} {path}: {found}")
+        context.close()
+    assert problems == []
+    for path, by_lang in headings.items():
+        for lang in ("de", "fr", "es"):
+            assert by_lang[lang] != by_lang["en"], f"{path}: heading not translated into {lang}"
+            i18n.activate(lang)
+            assert by_lang[lang] == i18n._(by_lang["en"]), (path, lang)
+    i18n.activate("en")
+
+
+def test_the_language_switch_needs_no_session_and_sticks(browser, server):
+    context = browser.new_context(base_url=server.url, locale="de-DE")
+    page = context.new_page()
+    page.goto("/privacy")
+    sync_api.expect(page.locator("h1")).to_have_text("Datenschutz")
+    page.click("nav.langs a[hreflang='es']")
+    sync_api.expect(page.locator("h1")).to_have_text("Privacidad")
+    assert page.get_attribute("html", "lang") == "es"
+    page.click("footer a[href='/privacy']")  # the cookie keeps it, whatever the browser asks for
+    sync_api.expect(page.locator("h1")).to_have_text("Privacidad")
+    assert page.request.get("/forget").headers["content-language"] == "es"
+    cookie = next(c for c in context.cookies() if c["name"] == "consentry_lang")
+    assert cookie["value"] == "es" and cookie["sameSite"] == "Strict"
+    context.close()

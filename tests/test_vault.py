@@ -11,6 +11,7 @@ import pytest
 from consentry.errors import ConsentMissing, KeyUnavailable, SubjectNotFound, TemplateIntegrityError, WrongKey
 from consentry.match import MatchPolicy, gallery_from_vault
 from consentry.vault import ConsentRecord, KeyFile, Passphrase, Vault, rotate_keys
+from consentry.vault.schema import SCHEMA_VERSION
 from consentry.vault.store import DB_NAME
 
 MODEL = "dlib_resnet_v1_int8+flip"
@@ -273,12 +274,13 @@ def test_a_schema_1_store_is_migrated_and_keeps_its_subjects(tmp_path, keyfile):
                        "DROP INDEX subjects_revocation; ALTER TABLE subjects DROP COLUMN revocation_tag; "
                        "DROP TABLE credentials; DROP TABLE commands; DROP TABLE fleet; DROP TABLE fleet_doors; "
                        "DROP TABLE door_templates; "
-                       "ALTER TABLE subjects DROP COLUMN row_mac; "
+                       "ALTER TABLE subjects DROP COLUMN row_mac; ALTER TABLE subjects DROP COLUMN consent_language; "
+                       "ALTER TABLE subjects DROP COLUMN greeting; "
                        "DELETE FROM meta WHERE key = 'meta_mac'; "
                        "UPDATE meta SET value = 1 WHERE key = 'schema_version';")
     conn.close()
     with Vault(home, keyfile, create=True) as v:
-        assert v._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == 6
+        assert v._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == SCHEMA_VERSION
         assert [s.id for s in v.subjects()] == [sid]
         assert gallery_from_vault(v, MODEL, MatchPolicy(0.3)).gallery.identify(vectors(70)[0], MODEL).subject == sid
         code = v.issue_revocation_code(sid)

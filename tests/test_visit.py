@@ -137,10 +137,12 @@ def test_the_kiosk_advises_the_largest_waiting_face_and_keeps_only_the_text():
     matched = TrackResult(3, (0, 0, 200, 200), "match", "s-a", 0.3, ("pose",), False)
     kiosk.advise([small])
     assert kiosk.kiosk_view()["advice"] == "Come a little closer"
-    kiosk.advise([small, blurred, matched])
+    assert kiosk.kiosk_view()["face"] and kiosk.kiosk_view()["box"] is None  # undecided: no figure
+    kiosk.advise([small, blurred, matched], (400, 800, 3))
     assert kiosk.kiosk_view()["advice"] == "Hold still"
+    assert kiosk.kiosk_view()["box"] == [0.125, 0.25, 0.25, 0.5]  # only the recognised face's, as fractions
     kiosk.advise([])
-    assert kiosk.kiosk_view()["advice"] is None
+    assert kiosk.kiosk_view()["advice"] is None and not kiosk.kiosk_view()["face"]
 
 
 def test_a_visit_that_gets_no_more_good_frames_is_closed_when_its_budget_runs_out(rng):

@@ -115,7 +115,7 @@ def test_enrol_be_recognised_and_withdraw_with_the_code(page, kiosk):
     assert len(subjects) == 1 and subjects[0].purposes == ("door",)
 
     page.goto("/")
-    sync_api.expect(page.locator("#status")).to_have_text("Access granted", timeout=15000)
+    sync_api.expect(page.locator("#status")).to_have_text("Welcome", timeout=15000)
     shot(page, "07-kiosk-granted")
     assert NAME not in page.content()
 

@@ -306,7 +306,7 @@ class Appliance:
                 seen = self.recognizer.tracker.observed_frame  # detect-ahead: the previous frame's copy
                 self.policy.handle(results, (time.perf_counter() - start) * 1000.0, seen if seen is not None else frame,
                                    alive=self.recognizer.tracker.tracks.keys())
-                self.kiosk.advise(results)
+                self.kiosk.advise(results, frame.shape)
                 self.withdrawal.observe(results, self.recognizer.tracker, frame)
             elif self.withdrawal.waiting():
                 self.withdrawal.observe(self.recognizer.step(frame), self.recognizer.tracker, frame)
@@ -363,7 +363,7 @@ class Appliance:
         self.bus.publish(suffix, payload)
         if suffix == "event/access":
             self.bus.publish_state("state/last_decision", payload["decision"])
-            self.kiosk.record_decision(payload["decision"])
+            self.kiosk.record_decision(payload["decision"], payload.get("subject"))
             who = payload["subject"] or "unknown face"
             self.out(f"{payload['decision']}: {who}" + (f" (distance {payload['distance']})"
                                                         if payload.get("distance") is not None else "")

@@ -178,6 +178,38 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_audit_verify_receipt(args: argparse.Namespace, settings: Settings) -> int:
+    from .vault.disclosure import ReceiptInvalid, verify_receipt
+
+    with _vault(args, settings) as vault:
+        try:
+            doc = verify_receipt(vault, Path(args.file).read_bytes())
+        except ReceiptInvalid as exc:
+            problem = str(exc)
+            _print({"ok": False, "problem": problem}, args.json, lambda: f"RECEIPT INVALID: {problem}")
+            return 1
+    _print({"ok": True, "subject": doc.get("subject"), "issued": doc.get("issued")}, args.json,
+           lambda: f"receipt intact: issued by this device at {doc.get('issued')} for {doc.get('subject')}")
+    return 0
+
+
+def cmd_subjects_show(args: argparse.Namespace, settings: Settings) -> int:
+    """One subject's consent record (text, language, hash), dates and template count."""
+    from .vault.disclosure import subject_record
+
+    with _vault(args, settings) as vault:
+        record = subject_record(vault, args.subject).as_json()
+    c = record["consent"]
+    _print(record, args.json, lambda: "\n".join([
+        f"subject    {record['subject']}", f"consent    {c['id']} version {c['version']}, language {c['language']}",
+        f"sha256     {c['sha256']}", f"given      {c['given_at']} ({c['method']}, witnessed by {c['witnessed_by']})",
+        f"purposes   {', '.join(c['purposes'])}; {c['age_statement']}; retention {c['retention_days']} days",
+        f"templates  {record['templates']} (and {record['door_templates']} learned at this door)",
+        f"enrolled   {record['created']}",
+        f"last seen  {record['last_seen'] or '-'}", f"expires    {record['expires']}"]))
+    return 0
+
+
 def cmd_admin_secret(args: argparse.Namespace, settings: Settings) -> int:
     """Set the staff password (`admin`) or the enrolment PIN (`pin`), hashed with Argon2id."""
     from .web.auth import hash_secret
@@ -240,6 +272,8 @@ def add_commands(sub: argparse._SubParsersAction, wrap: Callable) -> None:
     sp = add(subjects, "list", cmd_subjects_list, "list subjects (pseudonymous ids)")
     sp.add_argument("--show-names", action="store_true", help="decrypt display names (audited)")
     sp.add_argument("--reason", help="why names are shown (recorded in the audit log)")
+    sp = add(subjects, "show", cmd_subjects_show, "one subject's consent record (text, language, hash)")
+    sp.add_argument("subject")
     cli_panel.add_commands(sub, subjects, wrap)
 
     sp = add(sub, "identify", cmd_identify, "who is in this image? (match or unknown per face)")
@@ -252,6 +286,8 @@ def add_commands(sub: argparse._SubParsersAction, wrap: Callable) -> None:
     sp.add_argument("--dry-run", action="store_true")
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
     add(audit, "verify", cmd_audit_verify, "check the hash chain")
+    sp = add(audit, "verify-receipt", cmd_audit_verify_receipt, "check a data receipt this device issued")
+    sp.add_argument("file")
     admin = sub.add_parser("admin", help="web page staff credentials").add_subparsers(dest="admin_command",
                                                                                       required=True)
     for name, what in (("set-password", "the staff password for /admin"), ("set-pin", "the enrolment PIN")):

@@ -196,6 +196,7 @@ class GuidedCapture:
         self.max_gap = max_gap
         self.min_overlap = min_overlap
         self.vectors: list[np.ndarray] = []
+        self.box: tuple[float, float, float, float] | None = None  # the one face, as web/guidance.fraction
         self._sum: np.ndarray | None = None  # of self.vectors
         self.restarts = 0
         self._good = 0
@@ -211,6 +212,7 @@ class GuidedCapture:
 
         try:
             faces = self.pipeline.faces(frame)
+            self.box = None
             if len(faces) != 1:
                 self._gap += 1
                 if self._box is not None and self._gap > self.max_gap:
@@ -219,6 +221,9 @@ class GuidedCapture:
                         return self._restart()
                 return "no_face" if not faces else "several_faces"
             box = faces[0].detection.box
+            from .web.guidance import fraction
+
+            self.box = fraction(box, frame.shape)  # the enrolling person consented: drawn on their screen
             jumped = self._box is not None and iou(box, self._box) < self.min_overlap
             self._box, self._gap = box, 0
             if jumped and self.vectors:

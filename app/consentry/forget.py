@@ -60,7 +60,9 @@ class Withdrawal:
     found (confirmable) | failed | timeout. ``track`` and ``candidate``: the one track and the
     subject it was recognised as; ``seen_at``: the last time (monotonic s) that track was the
     only face in view and matched ``candidate``; ``prompt``: the challenge's action while it
-    asks; ``reason``: why it failed (a code of MESSAGES)."""
+    asks; ``reason``: why it failed (a code of MESSAGES). ``purpose``: ``forget`` (confirming
+    revokes) or ``show`` (confirming shows the person their own record, web/mydata.py): the
+    same checks either way, and one never stands in for the other."""
 
     owner: str = ""
     state: str = "looking"
@@ -69,6 +71,7 @@ class Withdrawal:
     seen_at: float = 0.0
     prompt: str | None = None
     reason: str | None = None
+    purpose: str = "forget"
     deadline: float = field(default_factory=lambda: time.monotonic() + LOOK_S)
 
     def live(self) -> bool:
@@ -135,7 +138,9 @@ class FaceWithdrawal:
         self._show()
 
     def _show(self) -> None:
-        own = f"Forget me: {self._own_prompt.lower()} to confirm" if self._own_prompt else None
+        f = self.kiosk.forget  # a read of one reference: the web thread replaces it under the lock
+        head = "Show my data" if f is not None and f.purpose == "show" else "Forget me"
+        own = f"{head}: {self._own_prompt.lower()} to confirm" if self._own_prompt else None
         self.kiosk.set_prompt(self._door_prompt or own)
 
     def _ask(self, prompt: str | None) -> None:

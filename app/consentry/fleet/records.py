@@ -159,6 +159,8 @@ class Payload:
                 "n": int(self.vectors.shape[0])}
         if self.card is not None:
             head["card"] = [int(self.card.facility), int(self.card.number)]
+        if c.language != "en":  # only then, so an English record (and its digest) is what it was before
+            head["language"] = c.language
         if not 1 <= self.vectors.shape[0] <= MAX_TEMPLATES:
             raise RecordRefused(f"a site record holds 1..{MAX_TEMPLATES} templates, not {self.vectors.shape[0]}")
         head_raw = canonical(head)
@@ -180,7 +182,10 @@ class Payload:
             consent = ConsentRecord(str(head["consent_id"]), str(head["version"]), str(head["sha256"]),
                                     str(head["given_at"]), str(head["method"]), f"site {site}",
                                     int(head["retention_days"]), str(head["age_statement"]),
-                                    tuple(str(p) for p in head["purposes"]), bool(head["identify_opt_in"]))
+                                    tuple(str(p) for p in head["purposes"]), bool(head["identify_opt_in"]),
+                                    str(head.get("language", "en")))
+            if not (len(consent.language) == 2 and consent.language.isalpha() and consent.language.islower()):
+                raise ValueError("language is not a two-letter code")
             model = str(head["model"])
             card = None
             if head.get("card") is not None:

@@ -6,11 +6,14 @@ the person::
     consent-id: door-access
     consent-version: 1
     purposes: door
+    language: en
 
     (the text)
 
 Its sha256 (over the whole file) is stored with the record, so what was agreed to can be
-proven later from the published text.
+proven later from the published text. One text may be published in several languages
+(``door.txt``, ``door.de.txt`` …: the same id and version, each with its own ``language``
+header, English when absent); the record says which one the person read.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class ConsentText:
     purposes: tuple[str, ...]
     sha256: str
     text: str
+    language: str = "en"
 
     @classmethod
     def load(cls, path: Path) -> ConsentText:
@@ -53,7 +57,7 @@ class ConsentText:
         if unknown:
             raise ConfigError(f"consent text {path}: unknown purposes {sorted(unknown)}")
         return cls(fields["consent-id"], fields["consent-version"], purposes,
-                   hashlib.sha256(raw).hexdigest(), body.strip())
+                   hashlib.sha256(raw).hexdigest(), body.strip(), fields.get("language", "en") or "en")
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,9 @@ class ConsentRecord:
     given_at: ISO 8601 UTC. method: kiosk | admin | cli. retention_days: at most three years.
     age_statement: ``adult`` (the person declared they are an adult) or ``guardian`` (a
     guardian consented for a minor). identify_opt_in: may this subject be found 1:N at a
-    checkout (claim-free); a door always searches 1:N among door subjects.
+    checkout (claim-free); a door always searches 1:N among door subjects. language: the
+    language of the text the person read (a two-letter code; records older than schema 7: en).
+    greeting: the person asked to be greeted by their first name on the kiosk screen.
     """
 
     consent_id: str
@@ -76,6 +82,8 @@ class ConsentRecord:
     age_statement: str
     purposes: tuple[str, ...]
     identify_opt_in: bool = False
+    language: str = "en"
+    greeting: bool = False
 
     def validate(self) -> None:
         problems = [name for name in ("consent_id", "version", "sha256", "given_at", "witnessed_by")
@@ -94,9 +102,9 @@ class ConsentRecord:
     @classmethod
     def from_text(cls, text: ConsentText, *, given_at: str, method: str, witnessed_by: str,
                   retention_days: int, age_statement: str = "adult", purposes: tuple[str, ...] | None = None,
-                  identify_opt_in: bool = False) -> ConsentRecord:
+                  identify_opt_in: bool = False, greeting: bool = False) -> ConsentRecord:
         chosen = purposes or text.purposes
         if set(chosen) - set(text.purposes):
             raise ConsentMissing(f"consent text {text.consent_id} does not cover purposes {sorted(set(chosen))}")
         return cls(text.consent_id, text.version, text.sha256, given_at, method, witnessed_by, retention_days,
-                   age_statement, tuple(chosen), identify_opt_in)
+                   age_statement, tuple(chosen), identify_opt_in, text.language, greeting)

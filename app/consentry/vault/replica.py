@@ -162,7 +162,8 @@ class FleetRows:
         with self._lock:
             row = self._conn.execute(
                 "SELECT consent_id, consent_version, consent_sha256, consent_given_at, consent_method, "
-                "retention_days, age_statement, purposes, identify_opt_in, row_mac FROM subjects WHERE id=?",
+                "retention_days, age_statement, purposes, identify_opt_in, consent_language, row_mac FROM subjects "
+                "WHERE id=?",
                 (subject,)).fetchone()
             if row is None:
                 raise SubjectNotFound(f"no subject {subject}")
@@ -172,7 +173,7 @@ class FleetRows:
             rows = self._conn.execute("SELECT id, ct FROM templates WHERE subject_id=? AND model=? ORDER BY id",
                                       (subject, model)).fetchall()
         consent = ConsentRecord(row[0], row[1], row[2], row[3], row[4], "-", int(row[5]), row[6],
-                                tuple(row[7].split(",")), bool(row[8]))
+                                tuple(row[7].split(",")), bool(row[8]), row[9] or "en")
         data_key = self._data_key(subject, wrapped)
         vectors = np.zeros((len(rows), crypto.DIM), np.float32)
         for i, (tid, ct) in enumerate(rows):

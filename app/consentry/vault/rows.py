@@ -23,8 +23,9 @@ SIGNED_SUBJECT = ("id", "purposes", "identify_opt_in", "created", "last_seen", "
                   "consent_sha256", "consent_given_at", "consent_method", "witnessed_by", "retention_days",
                   "age_statement", "revocation_tag")
 # Columns signed only once they are set, so rows signed before they existed keep their MAC;
-# setting or clearing one changes the MAC all the same. card_tag: vault/cards.py.
-SIGNED_SUBJECT_OPTIONAL = ("card_tag",)
+# setting or clearing one changes the MAC all the same. card_tag: vault/cards.py; the consent
+# text's language and the greeting opt-in: schema 7 (vault/consent.py).
+SIGNED_SUBJECT_OPTIONAL = ("card_tag", "consent_language", "greeting")
 MACS_SINCE = 3
 
 

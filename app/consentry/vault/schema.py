@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import VaultError, VaultMissing
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 TABLES = frozenset({"meta", "subjects", "templates", "audit", "credentials", "commands", "fleet", "fleet_doors",
                     "door_templates"})
 
@@ -91,6 +91,13 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE subjects ADD COLUMN card_ct BLOB;
     ALTER TABLE subjects ADD COLUMN card_tag TEXT;
     CREATE UNIQUE INDEX subjects_card ON subjects(card_tag);
+    """,
+    # 7: the language of the consent text the person read (NULL on older rows: English, the
+    # only language then), and whether they asked to be greeted by their first name (NULL: no).
+    # The row MAC covers both whenever they are set (vault/rows.py).
+    7: """
+    ALTER TABLE subjects ADD COLUMN consent_language TEXT;
+    ALTER TABLE subjects ADD COLUMN greeting INTEGER;
     """,
 }
 

@@ -288,12 +288,12 @@ class Vault(DoorTemplates, FleetRows, CardRows):
         self._conn.execute(
             "INSERT INTO subjects(id, name_ct, wrapped_key, purposes, identify_opt_in, created, consent_id, "
             "consent_version, consent_sha256, consent_given_at, consent_method, witnessed_by, retention_days, "
-            "age_statement) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "age_statement, consent_language, greeting) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (subject, crypto.seal(data_key, name.encode(), _aad_name(subject)),
              crypto.seal(self._wrap_key, data_key, _aad_key(subject)), ",".join(consent.purposes),
              int(consent.identify_opt_in), now, consent.consent_id, consent.version, consent.sha256,
              consent.given_at, consent.method, consent.witnessed_by, consent.retention_days,
-             consent.age_statement))
+             consent.age_statement, consent.language, int(consent.greeting)))
         for vector in vectors:
             self._store_template(subject, data_key, vector, model, now, transformed=transformed)
         self._signer.sign(subject)

@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 from ..enrolment import GuidedCapture
 from ..errors import ConsentryError
-from .state import ADVICE, Capture, KioskState
+from .i18n import N_
+from .state import ADVICE, CAPTURING, Capture, KioskState
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +67,14 @@ class KioskEnrolment:
         with self.kiosk.lock:
             if c is not None and c is self.kiosk.capture:
                 if gone:
-                    c.state, c.error = "cancelled", "The enrolment's session ended; nothing was stored."
+                    c.state, c.error = "cancelled", N_("The enrolment's session ended; nothing was stored.")
                 elif c.state == "capturing" and now >= c.deadline:
-                    c.state, c.error = "failed", "No good face was seen in time; nothing was stored."
+                    c.state, c.error = "failed", N_("No good face was seen in time; nothing was stored.")
                 elif c.state == "captured" and now >= self._handover_until:
-                    c.state, c.error = "failed", "The revocation code was not collected in time; nothing was stored."
+                    c.state, c.error = "failed", N_("The revocation code was not collected in time; nothing was "
+                                                   "stored.")
                 elif c.state == "storing" and now >= self._storing_until:
-                    c.state, c.error = "failed", "The enrolment could not be stored in time."
+                    c.state, c.error = "failed", N_("The enrolment could not be stored in time.")
                     log.error("a kiosk hand-over has been storing for %.0f s: the kiosk takes enrolments again",
                               STORING_S)
             stale = self._guided is not None and (self._for is not self.kiosk.capture
@@ -111,10 +113,10 @@ class KioskEnrolment:
             if now - self._restarted_at < RESTART_HINT_S:
                 c.hint = ADVICE["restarted"]
             else:
-                c.hint = ADVICE.get(reason, "Hold still — capturing") if reason else "Hold still — capturing"
-            c.collected, c.restarts = len(guided.vectors), guided.restarts
+                c.hint = ADVICE.get(reason, CAPTURING) if reason else CAPTURING
+            c.collected, c.restarts, c.box = len(guided.vectors), guided.restarts, guided.box
             if guided.done and c.state == "capturing":
-                c.state, c.hint = "captured", "Captured — your code is next"
+                c.state, c.hint = "captured", N_("Captured — your code is next")
                 self._handover_until = now + HANDOVER_S
 
     def _unstore(self, subject: str) -> None:
@@ -130,7 +132,7 @@ class KioskEnrolment:
         with self.kiosk.lock:
             c = self.kiosk.capture
             if c is not None and c.state in ("capturing", "captured"):
-                c.state, c.error = "cancelled", "The kiosk stopped; nothing was stored."
+                c.state, c.error = "cancelled", N_("The kiosk stopped; nothing was stored.")
             guided = self._release()
         if guided is not None:
             guided.wipe()
@@ -157,7 +159,7 @@ class KioskEnrolment:
             subject = None
             try:
                 if self.vault is None or not guided.done:
-                    raise ConsentryError("the enrolment could not be completed; nothing was stored")
+                    raise ConsentryError(N_("the enrolment could not be completed; nothing was stored"))
                 subject = self.vault.enroll(capture.name, capture.consent, guided.vectors, self.pipeline.embedder.name,
                                             card=capture.card)
                 code = self.vault.issue_revocation_code(subject)
@@ -172,13 +174,13 @@ class KioskEnrolment:
                     log.exception("kiosk enrolment not stored")
                 with self.kiosk.lock:
                     capture.error = (str(exc) if isinstance(exc, ConsentryError) else
-                                     "The enrolment could not be stored; nothing was kept. Please try again.")
+                                     N_("The enrolment could not be stored; nothing was kept. Please try again."))
             finally:
                 guided.wipe()
                 with self.kiosk.lock:
                     if capture.state == "storing":
                         capture.state = "failed"
-                        capture.error = capture.error or "The enrolment could not be stored; nothing was kept."
+                        capture.error = capture.error or N_("The enrolment could not be stored; nothing was kept.")
             if capture.state != "done":
                 return
         self.out(f"enrolled {capture.subject} at the kiosk")

@@ -18,6 +18,9 @@ from collections.abc import Callable
 from http import HTTPStatus
 from urllib.parse import parse_qs
 
+from . import i18n
+from .i18n import _
+
 log = logging.getLogger(__name__)
 
 MAX_BODY = 16 * 1024  # bytes; a body of exactly this size is read, one byte more is refused
@@ -86,25 +89,29 @@ def wsgi_app(handle: Handler, plain: Callable[[str, str], str]):
         token = cookie_value(environ.get("HTTP_COOKIE", ""), "consentry_session")
         client = environ.get("REMOTE_ADDR", "")
         set_cookie = None
+        lang, lang_cookie = i18n.negotiate(environ, cookie_value(environ.get("HTTP_COOKIE", ""), i18n.COOKIE))
+        i18n.activate(lang, method, path)
         if method not in ("GET", "POST"):
-            response = Response(plain("Not allowed", "This page only answers GET and POST."),
+            response = Response(plain(_("Not allowed"), _("This page only answers GET and POST.")),
                                 HTTPStatus.METHOD_NOT_ALLOWED, {"Allow": "GET, POST"})
         else:
             form = read_form(environ) if method == "POST" else {}
             if form is None:
-                response = Response(plain("Refused", "The request body is missing, malformed or too large."),
+                response = Response(plain(_("Refused"), _("The request body is missing, malformed or too large.")),
                                     HTTPStatus.BAD_REQUEST)
             else:
                 try:
                     response, set_cookie = handle(method, path, token, form, client)
                 except Exception:  # noqa: BLE001 - one bad request must not take the page down
                     log.exception("%s %s failed", method, path)
-                    response = Response(plain("Something went wrong", "The request could not be handled."),
+                    response = Response(plain(_("Something went wrong"), _("The request could not be handled.")),
                                         HTTPStatus.INTERNAL_SERVER_ERROR)
-        headers = [("Content-Type", response.content_type), *SECURITY_HEADERS,
+        headers = [("Content-Type", response.content_type), ("Content-Language", i18n.current()), *SECURITY_HEADERS,
                    *response.headers.items(), ("Content-Length", str(len(response.body)))]
         if set_cookie and "Set-Cookie" not in response.headers:
             headers.append(("Set-Cookie", set_cookie))
+        if lang_cookie:
+            headers.append(("Set-Cookie", lang_cookie))
         start_response(f"{response.status} {HTTPStatus(response.status).phrase}", headers)
         return [response.body]
     return app

@@ -20,15 +20,43 @@ import segno
 
 from ..config import Settings
 from ..errors import ConsentryError, SubjectNotFound
-from ..forget import Withdrawal
+from ..forget import MESSAGES, Withdrawal
 from ..panel import card_field
-from . import pages
+from . import mydata, pages
 from .auth import ENROL_UNLOCK_S, SESSION_COOKIE, Busy, Session, Sessions, verify_secret
 from .http import Response, WebServer, wsgi_app
+from .i18n import N_, _, current
 from .state import BUSY, Capture, KioskState
 
 log = logging.getLogger(__name__)
 __all__ = ["WebApp", "WebServer"]
+# Messages made outside web/ that the pages show (decide/challenge.PROMPTS, forget.MESSAGES and
+# the kiosk prompt forget.py composes), marked here so the catalogue has them; they are translated
+# when sent. tests/test_i18n.py keeps this list in step with those modules.
+ELSEWHERE = (
+    N_("Turn your head to your left"), N_("Turn your head to your right"), N_("Blink"),
+    N_("Forget me: turn your head to your left to confirm"), N_("Forget me: turn your head to your right to confirm"),
+    N_("Forget me: blink to confirm"), N_("Show my data: turn your head to your left to confirm"),
+    N_("Show my data: turn your head to your right to confirm"), N_("Show my data: blink to confirm"),
+    N_("The camera could not tell a live person from a photo or a screen."),
+    N_("The camera saw the edge of a photo or a screen around the face."),
+    N_("The face moved like a flat picture, not a head."),
+    N_("The camera's picture did not change at all, as with a still image."),
+    N_("The movement asked for on the screen was not seen in time."),
+    N_("Too many failed attempts for this person: use your revocation code, or ask staff."),
+    N_("The camera lost sight of you before it finished."),
+    N_("Someone else came into view: one person at a time, please."),
+    N_("The camera recognised a different person."),
+    N_("You were not recognised. Use your revocation code, or ask staff."),
+    N_("The checks did not finish in time."), N_("The withdrawal was not confirmed in time."),
+    N_("the card number must be digits only"), N_("that card is already registered to another person"),
+)
+
+
+def forget_message(f) -> str:
+    """Why a withdrawal by face ended, in the request's language ("" while it goes on)."""
+    f.view()  # brings its state up to date (a deadline may have passed)
+    return (_(MESSAGES.get(f.reason, "")) + " " + _("Nothing was changed.")).strip() if f.reason else ""
 
 
 def consent_dir(settings: Settings) -> Path:
@@ -77,7 +105,7 @@ class WebApp:
     # -- dispatch -------------------------------------------------------------------------
     def handle(self, method: str, path: str, session: Session, form: dict[str, str], client: str) -> Response:
         if method == "POST" and form.get("csrf") != session.csrf:
-            return Response(pages.message("Refused", "This form has expired or did not come from this kiosk.",
+            return Response(pages.message(_("Refused"), _("This form has expired or did not come from this kiosk."),
                                           cls="error"), HTTPStatus.FORBIDDEN)
         if method == "GET" and path.startswith("/static/") and path.endswith(".js"):
             script = pages.SCRIPTS.get(path[len("/static/"):-len(".js")])
@@ -85,38 +113,45 @@ class WebApp:
                 return Response(script, content_type="text/javascript; charset=utf-8")
         route = self.ROUTES.get((method, path))
         if route is None:
-            return Response(pages.message("Not found", "There is no such page."), HTTPStatus.NOT_FOUND)
+            return Response(pages.message(_("Not found"), _("There is no such page.")), HTTPStatus.NOT_FOUND)
         try:
             return route(self, session, form, client)
         except Busy:
-            return too_many(pages.message("Busy", "Too many sign-ins at once; try again in a minute.", cls="error"))
+            return too_many(pages.message(_("Busy"), _("Too many sign-ins at once; try again in a minute."),
+                                          cls="error"))
         except ConsentryError as exc:
             log.warning("%s %s: %s", method, path, exc)
-            return Response(pages.message("Something went wrong", str(exc), cls="error"), HTTPStatus.CONFLICT)
+            return Response(pages.message(_("Something went wrong"), _(str(exc)), cls="error"), HTTPStatus.CONFLICT)
 
     # -- kiosk ----------------------------------------------------------------------------
     def home(self, session, form, client):
         return Response(pages.kiosk())
 
     def api_kiosk(self, session, form, client):
-        return Response(self.kiosk.kiosk_view())
+        from ..vault.disclosure import greeting_name
+
+        view = self.kiosk.kiosk_view()
+        granted = self.kiosk.granted_subject()  # greeted by first name only if they asked at enrolment
+        greeting = greeting_name(self.vault, granted) if granted and self.vault is not None else None
+        return Response({**view, "prompt": view["prompt"] and _(view["prompt"]),
+                         "advice": view["advice"] and _(view["advice"]), "greeting": greeting})
 
     def privacy(self, session, form, client):
         from .privacy import model_entries, privacy_body
 
-        return Response(pages.layout("Privacy", privacy_body(self.settings.vault.retention_days, model_entries())))
+        return Response(pages.layout(_("Privacy"), privacy_body(self.settings.vault.retention_days, model_entries())))
 
     # -- enrolment ------------------------------------------------------------------------
     def enroll(self, session, form, client):
         if self.vault is None:
-            return Response(pages.message("Enrolment unavailable", "This device has no master key yet."))
+            return Response(pages.message(_("Enrolment unavailable"), _("This device has no master key yet.")))
         if not session.enrol_unlocked:
             return Response(pages.enroll_unlock(session.csrf))
         return Response(pages.enroll_details(session.csrf, card=self.settings.panel.kind != "relay"))
 
     def enroll_unlock(self, session, form, client):
         if not self.sessions.attempt(client, "pin"):
-            return too_many(pages.enroll_unlock(session.csrf, "Too many attempts; wait a few minutes."))
+            return too_many(pages.enroll_unlock(session.csrf, _("Too many attempts; wait a few minutes.")))
         pin = form.get("pin", "")
         if self.vault and (verify_secret(self.vault.credential("pin"), pin)
                            or verify_secret(self.vault.credential("admin"), pin)):
@@ -124,36 +159,42 @@ class WebApp:
             session = self.sessions.rotate(session)
             session.enrol_until = time.monotonic() + ENROL_UNLOCK_S
             return Response("", HTTPStatus.SEE_OTHER, {"Location": "/enroll", "Set-Cookie": cookie(session)})
-        return Response(pages.enroll_unlock(session.csrf, "Wrong PIN."), HTTPStatus.UNAUTHORIZED)
+        return Response(pages.enroll_unlock(session.csrf, _("Wrong PIN.")), HTTPStatus.UNAUTHORIZED)
 
     def enroll_start(self, session, form, client):
         if not session.enrol_unlocked:
             return redirect("/enroll")
         name, purpose, age = form.get("name", "").strip(), form.get("purpose"), form.get("age", "adult")
         if not name or purpose not in ("door", "checkout") or age not in ("adult", "guardian"):
-            return Response(pages.enroll_details(session.csrf, "Please fill in every field.",
+            return Response(pages.enroll_details(session.csrf, _("Please fill in every field."),
                                                  card=self.settings.panel.kind != "relay"), HTTPStatus.BAD_REQUEST)
         try:
             card = card_field(form.get("card", ""), self.settings, self.vault)
         except ConsentryError as exc:
-            return Response(pages.enroll_details(session.csrf, str(exc), card=True), HTTPStatus.BAD_REQUEST)
-        session.pending = {"name": name[:80], "purpose": purpose, "age": age, "card": card}
+            return Response(pages.enroll_details(session.csrf, _(str(exc)), card=True), HTTPStatus.BAD_REQUEST)
+        session.pending = {"name": name[:80], "purpose": purpose, "age": age, "card": card,
+                           "greet": form.get("greet") == "yes"}
         return redirect("/enroll/consent")
 
-    def _consent_text(self, purpose: str):
+    def _consent_text(self, purpose: str, lang: str = "en"):
+        """The purpose's consent text in ``lang`` (``door.de.txt``), else the English one (``door.txt``)."""
         from ..vault import ConsentText
 
-        return ConsentText.load(consent_dir(self.settings) / f"{purpose}.txt")
+        folder = consent_dir(self.settings)
+        localised = folder / f"{purpose}.{lang}.txt"
+        return ConsentText.load(localised if lang != "en" and localised.is_file() else folder / f"{purpose}.txt")
 
     def enroll_consent(self, session, form, client):
         if not session.enrol_unlocked or not session.pending:
             return redirect("/enroll")
-        text = self._consent_text(session.pending["purpose"])
-        return Response(pages.enroll_consent(session.csrf, text.text, self.settings.vault.retention_days))
+        text = self._consent_text(session.pending["purpose"], current())
+        session.pending["lang"] = text.language  # the text accepted is the one last shown
+        return Response(pages.enroll_consent(session.csrf, text.text, self.settings.vault.retention_days,
+                                             text.language))
 
     def enroll_decline(self, session, form, client):
         session.pending = {}
-        return Response(pages.message("Nothing was stored", "You declined. Nothing was captured or stored."))
+        return Response(pages.message(_("Nothing was stored"), _("You declined. Nothing was captured or stored.")))
 
     def enroll_accept(self, session, form, client):
         from ..vault import ConsentRecord
@@ -162,13 +203,15 @@ class WebApp:
             return redirect("/enroll")
         p, session.pending = session.pending, {}
         consent = ConsentRecord.from_text(
-            self._consent_text(p["purpose"]), given_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+            self._consent_text(p["purpose"], p.get("lang", "en")),
+            given_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
             method="kiosk", witnessed_by="staff (admin session)" if session.admin else "staff (PIN)",
-            retention_days=self.settings.vault.retention_days, age_statement=p["age"], purposes=(p["purpose"],))
+            retention_days=self.settings.vault.retention_days, age_statement=p["age"], purposes=(p["purpose"],),
+            greeting=bool(p.get("greet")))
         consent.validate()
         with self.kiosk.lock:
             if self.kiosk.capture is not None and self.kiosk.capture.state in BUSY:
-                return Response(pages.message("Busy", "Another enrolment is in progress.", cls="error"),
+                return Response(pages.message(_("Busy"), _("Another enrolment is in progress."), cls="error"),
                                 HTTPStatus.CONFLICT)
             self.kiosk.capture = Capture(name=p["name"], consent=consent, owner=session.key, card=p.get("card"),
                                          needed=self.settings.http.capture_templates)
@@ -190,8 +233,8 @@ class WebApp:
             c = self._own_capture(session)
             if c is None:
                 return Response({"state": "none", "hint": "", "collected": 0})
-            return Response({"state": c.state, "hint": c.hint, "collected": c.collected, "needed": c.needed,
-                             "restarts": c.restarts})
+            return Response({"state": c.state, "hint": _(c.hint), "collected": c.collected, "needed": c.needed,
+                             "restarts": c.restarts, "box": list(c.box) if c.box else None})
 
     def enroll_done(self, session, form, client):
         with self.kiosk.lock:
@@ -203,11 +246,11 @@ class WebApp:
             if c is not None and c.state not in BUSY and self.kiosk.capture is c:
                 self.kiosk.capture = None
         if c is None:  # none started here, or its code was already shown (once, as promised)
-            return Response(pages.message("Nothing to show", "No enrolment of this page is waiting for its code; "
-                                          "a revocation code is shown only once."))
+            return Response(pages.message(_("Nothing to show"), _("No enrolment of this page is waiting for its "
+                                                                  "code; a revocation code is shown only once.")))
         if c.state != "done" or not c.code:
-            return Response(pages.message("Not enrolled",
-                                          c.error or "The enrolment did not finish; nothing was stored."))
+            return Response(pages.message(_("Not enrolled"), _(c.error) if c.error
+                                          else _("The enrolment did not finish; nothing was stored.")))
         # A full QR code (segno.make would pick a Micro QR for so short a text, which phones rarely read).
         svg = segno.make_qr(c.code, error="m").svg_inline(scale=6, title="revocation code")
         return Response(pages.enroll_done(c.code, svg))
@@ -218,11 +261,11 @@ class WebApp:
 
     def forget_code(self, session, form, client):
         if not self.sessions.attempt(client, "code"):
-            return too_many(pages.forget(session.csrf, "Too many attempts; wait a few minutes."))
+            return too_many(pages.forget(session.csrf, _("Too many attempts; wait a few minutes.")))
         try:
             receipt = self.vault.revoke_by_code(form.get("code", "")[:64])
         except (SubjectNotFound, AttributeError):
-            return Response(pages.forget(session.csrf, "That code is not valid."), HTTPStatus.NOT_FOUND)
+            return Response(pages.forget(session.csrf, _("That code is not valid.")), HTTPStatus.NOT_FOUND)
         self.sessions.succeeded(client, "code")
         return Response(pages.receipt(receipt.as_json()))
 
@@ -232,7 +275,7 @@ class WebApp:
         with self.kiosk.lock:
             f = self.kiosk.forget
             if f is not None and f.owner != session.key and f.live():
-                return Response(pages.forget(session.csrf, "Someone else is using the camera; try again soon."),
+                return Response(pages.forget(session.csrf, _("Someone else is using the camera; try again soon.")),
                                 HTTPStatus.CONFLICT)
             self.kiosk.forget = Withdrawal(owner=session.key)
         return Response(pages.forget_camera(session.csrf))
@@ -242,24 +285,25 @@ class WebApp:
             f = self.kiosk.forget
             if f is None or f.owner != session.key:
                 return Response({"state": "none"})
-            return Response(f.view())
+            view = f.view()
+            return Response({**view, "prompt": view["prompt"] and _(view["prompt"]), "message": forget_message(f)})
 
     def forget_confirm(self, session, form, client):
         """Revoke only if this session's withdrawal found one live subject who answered the
         challenge on the kiosk screen, and that same track is still the only face in view."""
         with self.kiosk.lock:
             f = self.kiosk.forget
-            if f is None or f.owner != session.key:
+            if f is None or f.owner != session.key or f.purpose != "forget":  # a "show me" never revokes
                 f = None
             else:
                 self.kiosk.forget = None
             confirmable = f is not None and f.confirmable()
-            why = f.view()["message"] if f is not None else ""
+            why = forget_message(f) if f is not None else ""
             state = f.state if f is not None else "none"
         if not confirmable:
             if not why:
-                why = ("You were no longer in view; nothing was changed." if state == "found" else
-                       "You were not recognised, or did not yet confirm on the camera; nothing was changed.")
+                why = (_("You were no longer in view; nothing was changed.") if state == "found" else
+                       _("You were not recognised, or did not yet confirm on the camera; nothing was changed."))
             return Response(pages.forget(session.csrf, why))
         return Response(pages.receipt(self.vault.revoke(f.candidate, reason="withdrawn at the kiosk").as_json()))
 
@@ -285,8 +329,8 @@ class WebApp:
         if not session.admin or self.fleet is None or self.fleet.site is None:
             return redirect("/admin")
         if not self.sessions.attempt(client, "door-code"):
-            return too_many(pages.message("Too many attempts", "Too many wrong door codes; wait a few minutes.",
-                                          link="/admin", link_text="Back to staff page", cls="error"))
+            return too_many(pages.message(_("Too many attempts"), _("Too many wrong door codes; wait a few minutes."),
+                                          link="/admin", link_text=_("Back to staff page"), cls="error"))
         try:
             self.fleet.site.approve(form.get("door", ""), form.get("code", ""))
         except ConsentryError as exc:
@@ -311,13 +355,13 @@ class WebApp:
 
     def admin_login(self, session, form, client):
         if not self.sessions.attempt(client, "login"):
-            return too_many(pages.admin_login(session.csrf, "Too many failed logins; wait a few minutes."))
+            return too_many(pages.admin_login(session.csrf, _("Too many failed logins; wait a few minutes.")))
         if self.vault is not None and verify_secret(self.vault.credential("admin"), form.get("password", "")):
             self.sessions.succeeded(client, "login")
             session = self.sessions.rotate(session)
             session.admin = True
             return Response("", HTTPStatus.SEE_OTHER, {"Location": "/admin", "Set-Cookie": cookie(session)})
-        return Response(pages.admin_login(session.csrf, "Wrong password."), HTTPStatus.UNAUTHORIZED)
+        return Response(pages.admin_login(session.csrf, _("Wrong password.")), HTTPStatus.UNAUTHORIZED)
 
     def admin_logout(self, session, form, client):
         self.sessions.end(session)
@@ -332,8 +376,8 @@ class WebApp:
         if not session.admin:
             return redirect("/admin")
         receipt = self.vault.revoke(form.get("subject", ""), reason="revoked by staff")
-        return Response(pages.message("Revoked", f"Subject {receipt.subject} was revoked and destroyed.",
-                                      link="/admin", link_text="Back to staff page"))
+        return Response(pages.message(_("Revoked"), _("Subject {subject} was revoked and destroyed.").format(
+            subject=receipt.subject), link="/admin", link_text=_("Back to staff page")))
 
     def admin_verify(self, session, form, client):
         if not session.admin:
@@ -354,6 +398,7 @@ class WebApp:
         ("POST", "/admin/names"): admin_names, ("POST", "/admin/revoke"): admin_revoke,
         ("POST", "/admin/audit/verify"): admin_verify, ("POST", "/admin/doors/approve"): admin_approve_door,
         ("POST", "/admin/doors/reject"): admin_reject_door, ("POST", "/admin/doors/remove"): admin_remove_door,
+        **mydata.ROUTES,
     }
 
 

@@ -15,17 +15,22 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the loop's own module; the web page only holds the reference
     from ..forget import Withdrawal
 
+from . import guidance
+from .i18n import N_
+
+# English msgids: the web thread translates them into the asking browser's language.
 ADVICE = {
-    "no_face": "Look at the camera",
-    "several_faces": "One person at a time, please",
-    "too_small": "Come a little closer",
-    "out_of_frame": "Move into the middle of the picture",
-    "blurry": "Hold still",
-    "pose": "Look straight at the camera",
-    "too_dark": "More light, please",
-    "too_bright": "Step out of the direct light",
-    "restarted": "Only the person enrolling, please — starting again",
+    "no_face": N_("Look at the camera"),
+    "several_faces": N_("One person at a time, please"),
+    "too_small": N_("Come a little closer"),
+    "out_of_frame": N_("Move into the middle of the picture"),
+    "blurry": N_("Hold still"),
+    "pose": N_("Look straight at the camera"),
+    "too_dark": N_("More light, please"),
+    "too_bright": N_("Step out of the direct light"),
+    "restarted": N_("Only the person enrolling, please — starting again"),
 }
+CAPTURING = N_("Hold still — capturing")
 
 
 # An enrolment in these states holds (or is storing) templates: no other may start.
@@ -44,6 +49,7 @@ class Capture:
     needed: int = 5
     state: str = "capturing"
     hint: str = "Look at the camera"
+    box: tuple | None = None  # where the consenting person's face is (web/guidance.py), or None
     collected: int = 0
     restarts: int = 0
     subject: str | None = None
@@ -62,10 +68,19 @@ class KioskState:
         self.health: dict = {}
         self.prompt: str | None = None  # what a liveness challenge asks the person at the door to do
         self.advice: str | None = None  # why the face in view cannot be used yet ("Come a little closer")
+        self.guidance = guidance.Guidance()
 
-    def record_decision(self, decision: str) -> None:
+    def record_decision(self, decision: str, subject: str | None = None) -> None:
+        """``subject``: who was granted, kept only so the web thread can greet someone who asked
+        for it (web/server.py); never part of the kiosk view."""
         with self.lock:
-            self.decision = {"decision": decision, "at": time.time()}
+            self.decision = {"decision": decision, "at": time.time(), "subject": subject}
+
+    def granted_subject(self) -> str | None:
+        with self.lock:
+            d = self.decision
+            recent = d is not None and time.time() - d["at"] < 4.0 and d["decision"] in ("granted", "verified")
+            return d.get("subject") if recent else None
 
     def panel_feedback(self, kind: str, value: str) -> None:
         """What an access-control panel signals back (panel/): a green or red reader LED is the
@@ -81,16 +96,15 @@ class KioskState:
             recent = self.decision if self.decision and time.time() - self.decision["at"] < 4.0 else None
             mode = "enrolling" if self.capture and self.capture.state in BUSY else "idle"
             return {"decision": recent["decision"] if recent else None, "mode": mode, "prompt": self.prompt,
-                    "advice": self.advice}
+                    "advice": self.advice, **self.guidance.as_json()}
 
-    def advise(self, results) -> None:
-        """Advice for the largest undecided face in view that a quality gate refused (its first
-        reason), or none. Only the advice text is kept: no box, no figure."""
-        waiting = [r for r in results if r.state != "match" and r.reasons]
-        largest = max(waiting, key=lambda r: r.box[2] - r.box[0], default=None)
-        advice = ADVICE.get(largest.reasons[0]) if largest is not None else None
+    def advise(self, results, shape=None) -> None:
+        """Guidance for the faces in view (web/guidance.py): advice for the largest undecided face
+        a quality gate refused, and a box only for a recognised, consenting person."""
+        seen = guidance.kiosk(results, shape)
         with self.lock:
-            self.advice = advice
+            self.guidance = seen
+            self.advice = ADVICE.get(seen.reason) if seen.reason else None
 
     def set_prompt(self, prompt: str | None) -> None:
         with self.lock:
