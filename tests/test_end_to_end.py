@@ -45,9 +45,9 @@ def frames_of(video: Path, every: int, limit: int) -> list[np.ndarray]:
     return out
 
 
-@pytest.fixture
-def enrolled_home(tmp_path, faces_dir, capsys):
-    """Person A enrolled from 6 frames of the first webcam clip (frames written to tmp only)."""
+def enrol_person_a(tmp_path: Path, faces_dir: Path, capsys, *extra: str) -> tuple[Path, str]:
+    """Person A enrolled (``enroll`` with ``extra`` arguments) from 6 frames of the first webcam
+    clip, the frames written to tmp only and removed; (home, subject)."""
     home = tmp_path / "home"
     shots = []
     for i, bgr in enumerate(frames_of(faces_dir / "video" / "webcam_person_a_1.wmv", 45, 6)):
@@ -56,12 +56,17 @@ def enrolled_home(tmp_path, faces_dir, capsys):
         shots.append(str(shot))
     assert main(["--home", str(home), "keys", "init"]) == 0
     code = main(["--home", str(home), "enroll", "--name", "Person A", "--consent",
-                 str(ROOT / "deploy" / "consent" / "door.txt"), "--yes", "--json", *shots])
+                 str(ROOT / "deploy" / "consent" / "door.txt"), "--yes", "--json", *extra, *shots])
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
     for shot in shots:
         Path(shot).unlink()
     assert code == 0 and result["templates"] >= 3
     return home, result["subject"]
+
+
+@pytest.fixture
+def enrolled_home(tmp_path, faces_dir, capsys):
+    return enrol_person_a(tmp_path, faces_dir, capsys)
 
 
 def run_clip(home: Path, clip: Path, broker_port: int, tmp_path: Path, frames: int | None = None) -> None:

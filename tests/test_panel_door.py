@@ -5,18 +5,16 @@ Real models, real vault, the real pipeline on the shared clips."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
 
-import cv2
 import pytest
 from consentry.cli import main
 from consentry.panel.formats import Card, decode, unpack
 
 from tests.panel_rig import Panel, Pty
-from tests.test_end_to_end import ROOT, frames_of
+from tests.test_end_to_end import enrol_person_a
 
 KEY_HEX = "8f3a61c2d94be07512aa03f6c8e1b4d7"
 ADDRESS = 9
@@ -32,24 +30,11 @@ def line():
 @pytest.fixture
 def enrolled(tmp_path, faces_dir, capsys):
     """Person A enrolled with card 40961 at facility 17 from 6 frames of the first webcam clip."""
-    home = tmp_path / "home"
-    shots = []
-    for i, bgr in enumerate(frames_of(faces_dir / "video" / "webcam_person_a_1.wmv", 45, 6)):
-        shot = tmp_path / f"enrol-{i}.png"
-        cv2.imwrite(str(shot), bgr)
-        shots.append(str(shot))
-    assert main(["--home", str(home), "keys", "init"]) == 0
-    code = main(["--home", str(home), "enroll", "--name", "Person A", "--consent",
-                 str(ROOT / "deploy" / "consent" / "door.txt"), "--yes", "--json", "--card", "40961",
-                 "--facility", "17", *shots])
-    result = json.loads(capsys.readouterr().out.splitlines()[-1])
-    for shot in shots:
-        Path(shot).unlink()
-    assert code == 0 and result["templates"] >= 3
+    home, subject = enrol_person_a(tmp_path, faces_dir, capsys, "--card", "40961", "--facility", "17")
     assert main(["--home", str(home), "panel", "key", "--set", KEY_HEX]) == 0
     out = capsys.readouterr().out
     assert KEY_HEX not in out and "fingerprint" in out
-    return home, result["subject"]
+    return home, subject
 
 
 def run_clip(home: Path, clip: Path, tmp_path: Path, port: str, frames: int | None = None) -> None:
