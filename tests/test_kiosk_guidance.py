@@ -22,6 +22,7 @@ from consentry.vision.pipeline import largest_face
 from consentry.web.auth import hash_secret
 from gpiozero.pins.mock import MockFactory
 
+from tests.person_a import running
 from tests.test_vault import consent
 from tests.test_web import CHROMIUM, PIN, browser, shot, sync_api  # noqa: F401 - browser is a fixture
 
@@ -81,12 +82,7 @@ def kiosk(tmp_path, faces_dir, pipeline, request):
                          pipeline.embedder.name)
     camera = PlacedCamera(portrait)
     app = appliance(home, camera)
-    worker = threading.Thread(target=app.run, kwargs={"handle_signals": False}, daemon=True)
-    worker.start()
-    for _ in range(200):
-        if getattr(app, "web", None) is not None:
-            break
-        time.sleep(0.05)
+    worker = running(app)
     yield app, camera
     app.request_stop()
     worker.join(timeout=10)

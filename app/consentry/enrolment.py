@@ -111,12 +111,9 @@ def video_templates(pipeline: FacePipeline, path: Path, count: int = 5, *, min_u
     vectors: list[np.ndarray] = []
     for i, frame in enumerate(frames()):
         if i in wanted:
-            try:
-                face, reason = one_good_face(pipeline, frame)
-                if reason is None:
-                    vectors.append(pipeline.embed(frame, face).vector.copy())
-            finally:
-                pipeline.wipe()
+            vector = one_good_vector(pipeline, frame)
+            if vector is not None:
+                vectors.append(vector)
         frame.fill(0)
     if len(vectors) < min(min_usable, n):
         raise ConfigError(f"{path}: the clip could not be read the same way twice; nothing was stored")
@@ -131,6 +128,16 @@ def video_templates(pipeline: FacePipeline, path: Path, count: int = 5, *, min_u
         raise ConfigError(f"{path}: the frames do not all show the same person (or one face was misread); "
                               "use a clip of the consenting person alone. Nothing was stored")
     return VideoEnrolment(vectors, total, len(usable), skipped)
+
+
+def one_good_vector(pipeline: FacePipeline, frame: np.ndarray) -> np.ndarray | None:
+    """A copy of the (128,) descriptor of the frame's one face passing every gate, else None;
+    the pipeline's own buffers are wiped either way (the caller owns and zeroes the copy)."""
+    try:
+        face, reason = one_good_face(pipeline, frame)
+        return pipeline.embed(frame, face).vector.copy() if reason is None else None
+    finally:
+        pipeline.wipe()
 
 
 def one_good_face(pipeline: FacePipeline, frame: np.ndarray):

@@ -24,6 +24,7 @@ and when the track ends. Nothing of this goes on the bus.
 from __future__ import annotations
 
 import logging
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,8 +125,8 @@ class MatchHold:
         if held is not None:
             held[2].fill(0)
 
-    def keep_only(self, tracks: set[int]) -> None:
-        for gone in set(self._held) - tracks:
+    def keep_only(self, tracks: AbstractSet[int]) -> None:
+        for gone in self._held.keys() - tracks:
             self.drop(gone)
 
     def wipe(self) -> None:

@@ -85,7 +85,7 @@ class Recognizer:
             for gone in self._visits.keys() - self.tracker.tracks.keys():
                 self._visits.pop(gone).wipe()  # the track left: its descriptors go with it
             if self.hold is not None:
-                self.hold.keep_only(set(self.tracker.tracks))
+                self.hold.keep_only(self.tracker.tracks.keys())
             return results
         finally:
             self.tracker.wipe()

@@ -113,10 +113,8 @@ class Visit:
         n = min(self._count, self.options.frames)
         if n >= self.options.min_frames:
             np.mean(self._buf[:n], axis=0, out=self._mean)
-            if self.options.scoring == "unit":
-                decision = gallery.identify(self._mean, model, threshold=self.options.threshold, unit=True)
-            else:
-                decision = gallery.identify(self._mean, model, threshold=self.options.threshold)
+            decision = gallery.identify(self._mean, model, threshold=self.options.threshold,
+                                        unit=self.options.scoring == "unit")
             self._mean.fill(0)  # scratch: recomputed from the buffer on the next frame
             if decision.matched:
                 return self._close(Verdict("match", decision.subject, decision.distance, n))

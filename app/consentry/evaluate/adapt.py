@@ -35,18 +35,17 @@ def clip_descriptors(pipeline, path: Path) -> np.ndarray:
     """(n, 128) descriptors of the frames with exactly one face passing the gates, in order
     (the evaluation's own copy of one consenting test person; the caller zeroes it)."""
     from ..camera.sources import OpenCVSource
-    from ..enrolment import one_good_face
+    from ..enrolment import one_good_vector
 
     source = OpenCVSource(str(path), finite=True)
     out = []
     try:
         for frame in source.frames():
             try:
-                face, reason = one_good_face(pipeline, frame)
-                if reason is None:
-                    out.append(pipeline.embed(frame, face).vector.copy())
+                vector = one_good_vector(pipeline, frame)
+                if vector is not None:
+                    out.append(vector)
             finally:
-                pipeline.wipe()
                 frame.fill(0)
     finally:
         source.close()
