@@ -134,7 +134,7 @@ def test_a_panel_restart_and_a_pulled_cable_are_survived(tmp_path):
         reader.unlock(3.0, subject="s-enrolled")  # granted while the panel is away: never delivered late
         time.sleep(2.5)  # panel.send_within_seconds (2 s) passes before the panel is back
         panel = Panel(first, ADDRESS, KEY)
-        assert panel.wait_secure()
+        assert panel.wait_secure(timeout=60), f"no secure channel after the panel restart: {reader.status()}"
         assert no_read_within(panel, 2.0), "a grant made while the panel was down arrived late"
         reader.unlock(3.0, subject="s-enrolled")
         assert read_card(panel.reads.get(timeout=10)) == CARD
@@ -146,7 +146,7 @@ def test_a_panel_restart_and_a_pulled_cable_are_survived(tmp_path):
         second = Pty()  # and plugged back in
         os.symlink(second.path, port)
         panel = Panel(second, ADDRESS, KEY)
-        assert panel.wait_secure(timeout=40), f"no secure channel after the replug: {reader.status()}"
+        assert panel.wait_secure(timeout=60), f"no secure channel after the replug: {reader.status()}"
         reader.unlock(3.0, subject="s-enrolled")
         assert read_card(panel.reads.get(timeout=10)) == CARD
         second.close()
