@@ -61,7 +61,7 @@ def test_doctor_panel_check(tmp_path):
             s = settings(line.path)
             reader = OsdpReader(s.panel, bytes.fromhex(KEY_HEX), lambda subject: None).start()
             try:
-                assert reader.wait_link(30).secure
+                assert reader.wait_link(60).secure
                 busy = panel_check(s, home)  # the service holds the port
                 assert busy.status == "fail" and "staff page" in busy.hint, busy
                 assert live_check(reader)[0].status == "pass"
